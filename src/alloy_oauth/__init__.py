@@ -1,0 +1,1 @@
+"""alloy-oauth: a self-hostable OAuth connection service and its Python client."""
