@@ -1,1 +1,36 @@
-"""alloy-oauth: a self-hostable OAuth connection service and its Python client."""
+"""alloy-oauth: a self-hostable OAuth connection service and its Python client.
+
+The client is the public surface of this package; the server lives in `alloy_oauth.server`.
+"""
+
+from alloy_oauth.client import (
+    AccessToken,
+    AlloyError,
+    AlloyOAuthFlow,
+    AsyncAlloyOAuthFlow,
+    AuthenticationError,
+    Connection,
+    ConnectionNotFound,
+    InvalidAuthorizationCode,
+    InvalidRedirectUri,
+    NeedsReauth,
+    NotFound,
+    OAuthStart,
+    RateLimited,
+)
+
+__all__ = [
+    "AccessToken",
+    "AlloyError",
+    "AlloyOAuthFlow",
+    "AsyncAlloyOAuthFlow",
+    "AuthenticationError",
+    "Connection",
+    "ConnectionNotFound",
+    "InvalidAuthorizationCode",
+    "InvalidRedirectUri",
+    "NeedsReauth",
+    "NotFound",
+    "OAuthStart",
+    "RateLimited",
+]

@@ -1,0 +1,49 @@
+"""Stored connections: read, list, fresh tokens, delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+
+from alloy_oauth import connections
+from alloy_oauth.accounts import find_user
+from alloy_oauth.server.deps import PrincipalDep, RuntimeDep
+from alloy_oauth.server.routes import shapes
+
+router = APIRouter(tags=["connections"])
+
+
+@router.get("/connections")
+async def list_connections(rt: RuntimeDep, who: PrincipalDep, userId: str | None = None,
+                           connectorId: str | None = None) -> dict[str, Any]:
+    user_id = None
+    if userId:
+        async with rt.sessions() as db:
+            user_id = (await find_user(db, who.account_id, userId)).id
+    found = await connections.list_for(rt, who.account_id, user_id=user_id,
+                                       connector_id=connectorId)
+    return {"connections": [shapes.connection(c) for c in found]}
+
+
+@router.get("/connections/{connection_id}")
+async def get_connection(connection_id: str, rt: RuntimeDep,
+                         who: PrincipalDep) -> dict[str, Any]:
+    return shapes.connection(await connections.get(rt, who.account_id, connection_id))
+
+
+@router.get("/connections/{connection_id}/token")
+async def get_token(connection_id: str, rt: RuntimeDep, who: PrincipalDep, response: Response,
+                    forceRefresh: bool = False) -> dict[str, Any]:
+    response.headers["Cache-Control"] = "no-store"
+    token = await connections.access_token(rt, who.account_id, connection_id,
+                                           force_refresh=forceRefresh)
+    return {"accessToken": token.access_token, "tokenType": token.token_type,
+            "expiresAt": shapes.iso(token.expires_at)}
+
+
+@router.delete("/connections/{connection_id}")
+async def delete_connection(connection_id: str, rt: RuntimeDep,
+                            who: PrincipalDep) -> dict[str, Any]:
+    await connections.delete(rt, who.account_id, connection_id)
+    return {"success": True}
