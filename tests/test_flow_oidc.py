@@ -59,9 +59,13 @@ async def connect_through_example(browser: HttpBrowser, example: str, oidc: Oidc
 
 
 async def test_whole_flow_against_oidc_provider_connects_refreshes_and_deletes(
-        start_alloy: StartAlloy, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG)
+        start_alloy: StartAlloy, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Everything the service logs at INFO and above (DEBUG is the test's own HTTP chatter),
+    # and uvicorn's access log, which prints to the console.
+    caplog.set_level(logging.INFO)
     with alloy_with_oidc(start_alloy) as (alloy, oidc), example_app(alloy, tmp_path) as example:
+        logging.getLogger("uvicorn.access").setLevel(logging.INFO)  # log every request line
         flow = AsyncAlloyOAuthFlow(api_key=alloy.api_key, base_url=alloy.base_url)
         async with flow, HttpBrowser() as browser:
             # Step 1 through the client, as in the guide.
@@ -118,7 +122,9 @@ async def test_whole_flow_against_oidc_provider_connects_refreshes_and_deletes(
                             oidc.client_secret, alloy.api_key]
             raw = b"".join(p.read_bytes() for p in alloy.db_path.parent.glob(
                 f"{alloy.db_path.name}*"))
-            logs = caplog.text
+            console = capsys.readouterr()
+            logs = caplog.text + console.out + console.err
+            assert "GET /api/strategy/callback?code=[redacted]" in logs  # the access log ran
             for secret in secrets_seen:
                 assert secret.encode() not in raw
                 assert secret not in logs
@@ -126,7 +132,7 @@ async def test_whole_flow_against_oidc_provider_connects_refreshes_and_deletes(
 
 async def test_stored_tokens_are_encrypted_and_absent_from_database_bytes(
         start_alloy: StartAlloy, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.INFO)
     with alloy_with_oidc(start_alloy) as (alloy, oidc), example_app(alloy, tmp_path) as example:
         async with HttpBrowser() as browser:
             page = await connect_through_example(browser, example, oidc)

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from alloy_oauth.logsafe import install_redaction
 from alloy_oauth.runtime import Runtime, build_runtime
 from alloy_oauth.sandbox import SandboxConfig, create_sandbox_router
 from alloy_oauth.server import errors
@@ -26,6 +27,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = False
     if problems:
         raise SystemExit("alloy-oauth cannot start:\n  " + "\n  ".join(problems))
     runtime = build_runtime(settings)
+    install_redaction()  # request logs carry codes, states and link tokens in query strings
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

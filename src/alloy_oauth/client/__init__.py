@@ -1,0 +1,32 @@
+"""The Python client of an alloy-oauth server (HTTP only: works with any server that speaks
+the contract)."""
+
+from ._async import AsyncAlloyOAuthFlow
+from ._errors import (
+    AlloyError,
+    AuthenticationError,
+    ConnectionNotFound,
+    InvalidAuthorizationCode,
+    InvalidRedirectUri,
+    NeedsReauth,
+    NotFound,
+    RateLimited,
+)
+from ._models import AccessToken, Connection, OAuthStart
+from ._sync import AlloyOAuthFlow
+
+__all__ = [
+    "AccessToken",
+    "AlloyError",
+    "AlloyOAuthFlow",
+    "AsyncAlloyOAuthFlow",
+    "AuthenticationError",
+    "Connection",
+    "ConnectionNotFound",
+    "InvalidAuthorizationCode",
+    "InvalidRedirectUri",
+    "NeedsReauth",
+    "NotFound",
+    "OAuthStart",
+    "RateLimited",
+]
