@@ -45,6 +45,9 @@ def run_coro(factory: Callable[[], Awaitable[T]]) -> T:
     return box[0]
 
 
+StartAlloy = Callable[..., contextlib.AbstractContextManager["Alloy"]]
+
+
 @dataclass
 class Alloy:
     """A running server and one account's API key."""
@@ -73,12 +76,12 @@ class Alloy:
 
     def rows(self, table: str, where: str = "1=1") -> int:
         with contextlib.closing(sqlite3.connect(self.db_path)) as db:
-            count: int = db.execute(f"SELECT count(*) FROM {table} WHERE {where}").fetchone()[0]  # noqa: S608
+            count: int = db.execute(f"SELECT count(*) FROM {table} WHERE {where}").fetchone()[0]
             return count
 
 
 @pytest.fixture
-def start_alloy(tmp_path: Path) -> Iterator[Callable[..., contextlib.AbstractContextManager[Alloy]]]:
+def start_alloy(tmp_path: Path) -> Iterator[StartAlloy]:
     """`with start_alloy(providers={...}, connector_env={...}, **settings) as alloy:`."""
     @contextlib.contextmanager
     def start(*, providers: dict[str, Any] | None = None,

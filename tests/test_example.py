@@ -71,7 +71,7 @@ def start(client: TestClient, alloy: FakeAlloy, connector: str = "notion") -> st
     return str(alloy.initiate[-1]["state"])
 
 
-def test_home_lists_connect_links(client: TestClient) -> None:
+def test_home_page_lists_a_connect_link_per_connector(client: TestClient) -> None:
     r = client.get("/")
     assert r.status_code == 200
     assert "<a href='/connect/notion'>Connect Notion</a>" in r.text
@@ -79,7 +79,8 @@ def test_home_lists_connect_links(client: TestClient) -> None:
     assert "No connections yet" in r.text
 
 
-def test_full_flow(client: TestClient, alloy: FakeAlloy, tmp_path: Path) -> None:
+def test_callback_exchanges_code_stores_and_shows_connection_id(
+        client: TestClient, alloy: FakeAlloy, tmp_path: Path) -> None:
     state = start(client, alloy)
     assert alloy.initiate[-1]["redirectUri"] == "http://localhost:3000/oauth/callback"
     cookie = client.cookies.get("alloy_example_session")
@@ -101,13 +102,15 @@ def test_full_flow(client: TestClient, alloy: FakeAlloy, tmp_path: Path) -> None
     assert (tmp_path / "sub" / "example.db").exists()
 
 
-def test_set_cookie_flags(client: TestClient, alloy: FakeAlloy) -> None:
+def test_session_cookie_is_httponly_and_samesite_lax(
+        client: TestClient, alloy: FakeAlloy) -> None:
     r = client.get("/connect/notion")
     sc = r.headers["set-cookie"].lower()
     assert "samesite=lax" in sc and "httponly" in sc
 
 
-def test_unknown_state(client: TestClient, alloy: FakeAlloy) -> None:
+def test_callback_with_unknown_state_is_refused_as_csrf(
+        client: TestClient, alloy: FakeAlloy) -> None:
     start(client, alloy)
     r = client.get("/oauth/callback", params={"code": "c1", "state": "nope"})
     assert r.status_code == 400 and "Invalid state" in r.text
@@ -116,14 +119,16 @@ def test_unknown_state(client: TestClient, alloy: FakeAlloy) -> None:
     assert alloy.exchange == []
 
 
-def test_other_browser_cannot_use_state(client: TestClient, alloy: FakeAlloy) -> None:
+def test_state_from_another_browser_is_refused(
+        client: TestClient, alloy: FakeAlloy) -> None:
     state = start(client, alloy)
     client.cookies.clear()
     r = client.get("/oauth/callback", params={"code": "c1", "state": state})
     assert r.status_code == 400
 
 
-def test_two_pending_flows(client: TestClient, alloy: FakeAlloy) -> None:
+def test_two_pending_flows_in_one_session_both_complete(
+        client: TestClient, alloy: FakeAlloy) -> None:
     s1 = start(client, alloy, "notion")
     s2 = start(client, alloy, "github")
     assert client.get("/oauth/callback", params={"code": "a", "state": s2}).status_code == 200
@@ -132,7 +137,8 @@ def test_two_pending_flows(client: TestClient, alloy: FakeAlloy) -> None:
     assert sorted(c["connector"] for c in listed) == ["github", "notion"]
 
 
-def test_error_escaped(client: TestClient, alloy: FakeAlloy) -> None:
+def test_provider_error_is_shown_html_escaped(
+        client: TestClient, alloy: FakeAlloy) -> None:
     state = start(client, alloy)
     r = client.get("/oauth/callback", params={"error": "access_denied",
                    "error_description": "<script>x</script>", "state": state})
@@ -144,7 +150,8 @@ def test_error_escaped(client: TestClient, alloy: FakeAlloy) -> None:
     assert r.status_code == 400
 
 
-def test_initiate_failure(client: TestClient, alloy: FakeAlloy) -> None:
+def test_initiate_failure_shows_failed_to_initiate_page(
+        client: TestClient, alloy: FakeAlloy) -> None:
     alloy.initiate_answer = httpx2.Response(
         400, json={"error": "invalid_redirect_uri", "message": "Invalid redirect_uri <x>"})
     r = client.get("/connect/notion")
@@ -152,7 +159,8 @@ def test_initiate_failure(client: TestClient, alloy: FakeAlloy) -> None:
     assert "Failed to initiate OAuth flow: Invalid redirect_uri &lt;x&gt;" in r.text
 
 
-def test_exchange_failure(client: TestClient, alloy: FakeAlloy) -> None:
+def test_exchange_failure_shows_failed_to_complete_page(
+        client: TestClient, alloy: FakeAlloy) -> None:
     state = start(client, alloy)
     alloy.exchange_answer = httpx2.Response(
         400, json={"error": "invalid_grant", "message": "Invalid authorization code"})
@@ -161,12 +169,12 @@ def test_exchange_failure(client: TestClient, alloy: FakeAlloy) -> None:
     assert "Failed to complete OAuth: Invalid authorization code" in r.text
 
 
-def test_unknown_connector(client: TestClient) -> None:
+def test_unknown_connector_link_is_404(client: TestClient) -> None:
     assert client.get("/connect/evil").status_code == 404
 
 
-def test_filter() -> None:
-    rec = logging.LogRecord("uvicorn.access", 20, "", 0, '%s - "%s %s HTTP/%s" %d',
-                            ("1.2.3.4", "GET", "/oauth/callback?code=SECRET&state=S2", "1.1", 200), None)
+def test_access_log_filter_hides_code_and_state() -> None:
+    args = ("1.2.3.4", "GET", "/oauth/callback?code=SECRET&state=S2", "1.1", 200)
+    rec = logging.LogRecord("uvicorn.access", 20, "", 0, '%s - "%s %s HTTP/%s" %d', args, None)
     QueryRedactingFilter().filter(rec)
     assert "SECRET" not in rec.getMessage() and "S2" not in rec.getMessage()

@@ -20,7 +20,8 @@ APP = "http://localhost:3999/oauth/callback"
 
 
 @contextlib.contextmanager
-def alloy_with_bad(start_alloy: StartAlloy, **overrides: Any) -> Iterator[tuple[Alloy, BadProvider]]:
+def alloy_with_bad(start_alloy: StartAlloy,
+                   **overrides: Any) -> Iterator[tuple[Alloy, BadProvider]]:
     with start_bad_provider() as bad:
         providers = {"bad": {"name": "Bad provider", "authorization_url": bad.authorization_url,
                              "token_url": bad.token_url, "revocation_url": bad.revocation_url,

@@ -157,7 +157,7 @@ async def test_stored_tokens_are_encrypted_and_absent_from_database_bytes(
 
 async def test_app_can_initiate_with_its_own_state_and_gets_it_back(
         start_alloy: StartAlloy) -> None:
-    with alloy_with_oidc(start_alloy) as (alloy, oidc):
+    with alloy_with_oidc(start_alloy) as (alloy, _):
         async with AsyncAlloyOAuthFlow(api_key=alloy.api_key, base_url=alloy.base_url) as flow, \
                 HttpBrowser() as browser:
             start = await flow.initiate_oauth_flow(

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from fastapi import FastAPI
 import uvicorn
+from fastapi import FastAPI
 
 from alloy_oauth import accounts
 from alloy_oauth.crypto import new_key
@@ -110,16 +110,18 @@ def demo(
         _err("the demo runs in development only (unset ALLOY_ENV=production)")
         raise typer.Exit(2)
     migrate(settings.database_url)
-    account = asyncio.run(_demo_account(settings.database_url))
-    key = account[1]
+    _, key = asyncio.run(_demo_account(settings.database_url))
     server = create_app(settings)
+    runtime = server.state.runtime
+    configured = [c.id for c in runtime.catalog.values()
+                  if c.is_oauth and runtime.client_credentials(c) is not None]
     example = create_example(
         alloy_base_url=f"http://127.0.0.1:{port}", api_key=key,
         public_url=f"http://localhost:{app_port}", db_path=Path("example-app.db"),
-        session_secret=secrets.token_urlsafe(32),
+        session_secret=secrets.token_urlsafe(32), connectors=configured,
     )
     _log_config()
-    typer.echo(f"""
+    banner = f"""
 alloy-oauth demo is running.
 
   Example app   http://localhost:{app_port}      <- open this and click "Connect Sandbox"
@@ -130,8 +132,8 @@ A development API key for this run (also usable with curl):
   export ALLOY_API_KEY={key}
   export ALLOY_BASE_URL={settings.public_url}
 Press Ctrl+C to stop.
-""")
-    asyncio.run(_serve_both(server, example, host, port, app_port))
+"""
+    asyncio.run(_serve_both(server, example, host, port, app_port, banner))
 
 
 async def _demo_account(url: str) -> tuple[str, str]:
@@ -147,10 +149,20 @@ async def _demo_account(url: str) -> tuple[str, str]:
 
 
 async def _serve_both(server: FastAPI, example: FastAPI, host: str, port: int,
-                      app_port: int) -> None:
+                      app_port: int, banner: str) -> None:
+    """Both apps in one event loop; the banner once both listen."""
     servers = [uvicorn.Server(uvicorn.Config(a, host=host, port=p, log_level="warning"))
                for a, p in ((server, port), (example, app_port))]
-    await asyncio.gather(*(s.serve() for s in servers))
+    tasks = [asyncio.create_task(s.serve()) for s in servers]
+    while not all(s.started for s in servers):
+        if any(t.done() for t in tasks):  # one could not start (port in use?)
+            for s in servers:
+                s.should_exit = True
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise typer.Exit(1)
+        await asyncio.sleep(0.05)
+    typer.echo(banner)
+    await asyncio.gather(*tasks)
 
 
 @app.command()

@@ -26,7 +26,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware.sessions import SessionMiddleware
 
 from alloy_oauth.client import AlloyError, AsyncAlloyOAuthFlow
-
 from alloy_oauth.logsafe import QueryRedactingFilter
 
 __all__ = ["DEFAULT_CONNECTORS", "create_app"]
