@@ -57,6 +57,11 @@ class Connector(BaseModel):
     authorize_params: dict[str, str] = Field(default_factory=dict)
     token_params: dict[str, str] = Field(default_factory=dict)
     inputs: dict[str, InputSpec] = Field(default_factory=dict)
+    # How the credential is applied to API calls: `Authorization: Bearer`, a named header,
+    # or a named query parameter; plus headers every API call carries (Notion-Version).
+    api_auth: Literal["bearer", "header", "query"] = "bearer"
+    api_auth_name: str | None = None
+    api_headers: dict[str, str] = Field(default_factory=dict)
     docs_url: str | None = None
     source: str | None = None
     # Only local test servers may be plain http, and only in development.

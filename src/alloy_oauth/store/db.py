@@ -62,7 +62,7 @@ def migrate(url: str) -> None:
 
     def run() -> None:
         try:
-            command.upgrade(alembic_config(url), "head")
+            command.upgrade(alembic_config(url), "heads")
         except BaseException as exc:
             errors.append(exc)
 
