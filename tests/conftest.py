@@ -89,13 +89,15 @@ def start_alloy(tmp_path: Path) -> Iterator[StartAlloy]:
         public_url = overrides.pop("public_url", None)
         port = int(public_url.rsplit(":", 1)[1]) if public_url else free_port()
         name = secrets.token_hex(4)
-        db_path = tmp_path / f"alloy-{name}.db"
+        database_url = overrides.pop("database_url", None)
+        db_path = (Path(database_url.split("///", 1)[1]) if database_url
+                   else tmp_path / f"alloy-{name}.db")
         providers_file = None
         if providers:
             providers_file = tmp_path / f"providers-{name}.yaml"
             providers_file.write_text(yaml.safe_dump(providers))
         settings = Settings(
-            database_url=f"sqlite+aiosqlite:///{db_path}",
+            database_url=database_url or f"sqlite+aiosqlite:///{db_path}",
             public_url=public_url or f"http://127.0.0.1:{port}",
             encryption_keys=overrides.pop("encryption_keys", new_key("test1")),
             providers_file=str(providers_file) if providers_file else None,

@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     code_ttl: int = Field(default=600, ge=1)
     http_timeout: float = Field(default=15.0, gt=0)
     # A connector's environment variables, `ALLOY_CONNECTOR_<ID>_...`, kept from the environment.
-    connector_env: dict[str, str] = Field(default_factory=dict, exclude=True)
+    connector_env: dict[str, str] = Field(default_factory=dict, exclude=True, repr=False)
 
     @field_validator("public_url")
     @classmethod
