@@ -406,3 +406,41 @@ async def test_unknown_connection_is_404_connection_not_found(start_alloy: Start
         async with alloy.api() as api:
             resp = await api.get("/connections/conn_doesnotexist")
         assert_error(resp, 404, "not_found", "Connection not found")
+
+
+# --- users -------------------------------------------------------------------------------------
+
+async def test_flow_for_a_named_user_belongs_to_that_user(start_alloy: StartAlloy) -> None:
+    with alloy_with_bad(start_alloy) as (alloy, _):
+        async with alloy.api() as api, HttpBrowser() as browser:
+            made = await api.post("/users", json={"username": "ada", "fullName": "Ada L."})
+            user_id = made.json()["userId"]
+            dup = await api.post("/users", json={"username": "ada"})
+            assert_error(dup, 409, "user_exists")
+            unknown = await initiate(api, userId="nobody")
+            assert_error(unknown, 404, "user_not_found")
+            query = await run_to_app(alloy, browser, api, userId="ada")
+            conn = (await exchange(api, query["code"], query["state"])).json()
+            listed = (await api.get("/connections", params={"userId": user_id})).json()
+            assert [c["connectionId"] for c in listed["connections"]] == [conn["connectionId"]]
+            creds = (await api.get("/connectors/bad/credentials",
+                                   headers={"x-alloy-userid": "ada"})).json()["credentials"]
+            assert [c["credentialId"] for c in creds] == [conn["credentialId"]]
+            default = (await api.get("/connectors/bad/credentials")).json()["credentials"]
+            assert default == []
+            # The x-alloy-userid header picks the user on initiate too.
+            started = (await api.post("/connectors/bad/credentials", json={
+                "credentialType": "oauth2", "redirectUri": APP},
+                headers={"x-alloy-userid": "ada"})).json()
+            back = await browser.goto(started["oauthUrl"], stop_at="http://localhost:3999")
+            q2 = query_params(back)  # type: ignore[arg-type]
+            second = (await exchange(api, q2["code"], q2["state"])).json()["connectionId"]
+            assert (await api.get(f"/connections/{second}")).json()["userId"] == user_id
+            ada = (await api.get(f"/users/{user_id}")).json()
+            assert ada["username"] == "ada" and ada["fullName"] == "Ada L."
+            deleted = await api.delete(f"/users/{user_id}/credentials/{conn['credentialId']}")
+            assert deleted.json() == {"success": True}
+            left = (await api.get("/connections", params={"userId": "ada"})).json()
+            assert [c["connectionId"] for c in left["connections"]] == [second]
+            assert (await api.delete("/users/ada")).json() == {"success": True}
+            assert_error(await api.get("/users/ada"), 404, "user_not_found")

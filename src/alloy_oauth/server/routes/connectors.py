@@ -57,11 +57,14 @@ async def credential_metadata(connector_id: str, rt: RuntimeDep,
 
 
 @router.post("/connectors/{connector_id}/credentials")
-async def create_credential(connector_id: str, body: InitiateBody, rt: RuntimeDep,
-                            who: PrincipalDep) -> dict[str, Any]:
+async def create_credential(
+    connector_id: str, body: InitiateBody, rt: RuntimeDep, who: PrincipalDep,
+    x_alloy_userid: Annotated[str | None, Header()] = None,
+) -> dict[str, Any]:
     req = flows.InitiateRequest(
         credential_type=body.credential_type or body.authentication_type,
-        redirect_uri=body.redirect_uri, connector_id=body.connector_id, user_id=body.user_id,
+        redirect_uri=body.redirect_uri, connector_id=body.connector_id,
+        user_id=body.user_id or x_alloy_userid,
         state=body.state, scopes=body.scopes, auth_config_id=body.auth_config_id,
         data=body.data,
     )
