@@ -67,7 +67,7 @@ def test_repr_of_box_and_settings_shows_no_key_material() -> None:
     assert material not in repr(Settings(encryption_keys=key))
 
 
-def _make_key_file(path: str, out: "multiprocessing.Queue[str]") -> None:
+def _make_key_file(path: str, out: multiprocessing.Queue[str]) -> None:
     out.put(load_or_create_key_file(path))
 
 
