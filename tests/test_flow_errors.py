@@ -444,3 +444,36 @@ async def test_flow_for_a_named_user_belongs_to_that_user(start_alloy: StartAllo
             assert [c["connectionId"] for c in left["connections"]] == [second]
             assert (await api.delete("/users/ada")).json() == {"success": True}
             assert_error(await api.get("/users/ada"), 404, "user_not_found")
+
+
+async def test_expired_provider_state_is_refused_and_stores_nothing(
+        start_alloy: StartAlloy) -> None:
+    with alloy_with_bad(start_alloy, flow_ttl=1) as (alloy, bad):
+        async with alloy.api() as api, HttpBrowser() as browser:
+            url = (await initiate(api)).json()["oauthUrl"]
+            at_provider = await browser.goto(url, stop_at=bad.base_url)
+            callback = await browser.goto(at_provider, stop_at=alloy.base_url)
+            assert isinstance(callback, httpx2.URL)
+            await asyncio.sleep(1.2)
+            page = await browser.goto(callback, stop_at="http://localhost:3999")
+            assert isinstance(page, httpx2.Response) and page.status_code == 400
+        assert alloy.rows("connections") == 0 and bad.token_requests == []
+
+
+async def test_refresh_token_and_client_secret_never_reach_the_database_file(
+        start_alloy: StartAlloy) -> None:
+    with alloy_with_bad(start_alloy) as (alloy, bad):
+        known_refresh = "rt-" + "Z" * 40
+        known_access = "at-" + "Y" * 40
+        bad.token_extra = {"refresh_token": known_refresh, "access_token": known_access}
+        async with alloy.api() as api, HttpBrowser() as browser:
+            query = await run_to_app(alloy, browser, api)
+            conn = (await exchange(api, query["code"], query["state"])).json()["connectionId"]
+            token = (await api.get(f"/connections/{conn}/token")).json()
+            assert token["accessToken"] == known_access
+            info = (await api.get(f"/connections/{conn}")).text
+        raw = b"".join(p.read_bytes() for p in alloy.db_path.parent.glob(
+            f"{alloy.db_path.name}*"))
+        for secret in (known_refresh, known_access, bad.client_secret, alloy.api_key):
+            assert secret.encode() not in raw
+            assert secret not in info

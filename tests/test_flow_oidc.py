@@ -169,3 +169,19 @@ async def test_app_can_initiate_with_its_own_state_and_gets_it_back(
             assert params["state"] == "my-own-state"
             conn = await flow.handle_oauth_callback("oidc", params["code"], params["state"])
             assert conn.status == "connected" and conn.connection_id.startswith("conn_")
+
+
+async def test_user_denying_at_oidc_provider_reaches_the_app_and_stores_nothing(
+        start_alloy: StartAlloy) -> None:
+    with alloy_with_oidc(start_alloy) as (alloy, _):
+        async with alloy.api() as api, HttpBrowser() as browser:
+            started = (await api.post("/connectors/oidc/credentials", json={
+                "credentialType": "oauth2", "redirectUri": "http://localhost:3999/cb",
+                "state": "deny-me"})).json()
+            at_provider = await browser.goto(started["oauthUrl"], stop_at="http://never.invalid/")
+            assert isinstance(at_provider, httpx2.Response)  # the provider's login page
+            back = await browser.oidc_deny(at_provider.url, stop_at="http://localhost:3999/cb")
+            query = query_params(back)
+            assert query["error"] == "access_denied" and query["state"] == "deny-me"
+            assert (await api.get("/connections")).json()["connections"] == []
+        assert alloy.rows("connections") == 0
