@@ -17,6 +17,9 @@ from alloy_oauth.client import (
     NotFound,
     OAuthStart,
     RateLimited,
+    WebhookSignatureError,
+    parse_webhook,
+    verify_webhook_signature,
 )
 
 __all__ = [
@@ -33,4 +36,7 @@ __all__ = [
     "NotFound",
     "OAuthStart",
     "RateLimited",
+    "WebhookSignatureError",
+    "parse_webhook",
+    "verify_webhook_signature",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from alloy_oauth.accounts import Principal, find_user
@@ -23,7 +24,13 @@ SECRET_FIELDS: dict[str, dict[str, dict[str, str]]] = {
 }
 
 
-def input_schema(connector: Connector, kind: str) -> dict[str, Any]:
+MAX_SECRET = 4096
+# Printable, no whitespace at the ends, no control characters (they would break headers).
+_SECRET_VALUE = re.compile(r"[^\x00-\x1f\x7f\s](?:[^\x00-\x1f\x7f]*[^\x00-\x1f\x7f\s])?")
+
+
+def input_schema(connector: Connector, kind: str, *,
+                 auth_config_required: bool = False) -> dict[str, Any]:
     """JSON Schema of `data` for one credential type of a connector."""
     properties: dict[str, Any] = {
         name: {"type": "string", "title": spec.title, "pattern": spec.pattern,
@@ -33,13 +40,13 @@ def input_schema(connector: Connector, kind: str) -> dict[str, Any]:
     required = [n for n, s in connector.inputs.items() if s.required]
     for name, spec in SECRET_FIELDS[kind].items():
         properties[name] = {"type": "string", "title": spec["title"], "minLength": 1,
-                            "writeOnly": True}
+                            "maxLength": MAX_SECRET, "writeOnly": True}
         required.append(name)
     sample = {n: s.example for n, s in connector.inputs.items()}
     sample.update({n: s["example"] for n, s in SECRET_FIELDS[kind].items()})
     return {
         "authenticationType": kind,
-        "authConfigRequired": False,
+        "authConfigRequired": auth_config_required,
         "inputSchema": {"type": "object", "properties": properties, "required": required,
                         "additionalProperties": False},
         "sampleInput": sample,
@@ -50,12 +57,21 @@ async def create_static_credential(rt: Runtime, who: Principal, connector: Conne
                                    kind: str, req: InitiateRequest) -> Connection:
     """Store an apiKey/basic/bearer credential from `data`, validated, encrypted at rest."""
     data = req.data if isinstance(req.data, dict) else {}
+    unknown = sorted(set(data) - set(SECRET_FIELDS[kind]) - set(connector.inputs))
+    if unknown:
+        allowed = ", ".join([*SECRET_FIELDS[kind], *connector.inputs])
+        raise BadRequest(f"Unknown input '{unknown[0]}' for a {kind} credential of "
+                         f"'{connector.id}': it takes {allowed}.", code="invalid_input")
     secrets: dict[str, str] = {}
     for name, spec in SECRET_FIELDS[kind].items():
         value = data.get(name)
         if not isinstance(value, str) or not value:
             raise BadRequest(f"Missing input '{name}' ({spec['title']}) for a {kind} "
                              "credential.", code="invalid_input")
+        if len(value) > MAX_SECRET or not _SECRET_VALUE.fullmatch(value):
+            raise BadRequest(f"Input '{name}' ({spec['title']}) is malformed: at most "
+                             f"{MAX_SECRET} characters, no control characters or surrounding "
+                             "spaces.", code="invalid_input")
         secrets[name] = value
     public = check_inputs(connector, {k: v for k, v in data.items() if k not in secrets})
     conn_id = new_id("conn")

@@ -9,14 +9,18 @@ from dataclasses import dataclass, field
 import httpx2
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from alloy_oauth.auth_configs.models import AuthConfig, secret_context
 from alloy_oauth.crypto import SecretBox, load_or_create_key_file, parse_keys
 from alloy_oauth.oauth import ClientCredentials
 from alloy_oauth.providers import Connector, load_catalog
 from alloy_oauth.settings import Settings
 from alloy_oauth.store.db import create_engine, sessionmaker
+from alloy_oauth.store.models import Connection
 
 SANDBOX_ID = "sandbox"
 SANDBOX_CLIENT_ID = "alloy-sandbox"
+# The connection metadata key naming the auth config a connection was made with.
+AUTH_CONFIG_KEY = "authConfigId"
 
 
 @dataclass
@@ -61,6 +65,42 @@ class Runtime:
         if client_id and secret:
             return ClientCredentials(client_id, secret)
         return None
+
+    async def auth_config(self, connector: Connector, *, account_id: str, auth_config_id: str,
+                          db: AsyncSession | None = None) -> AuthConfig | None:
+        """The account's auth config for this connector (another account's is None).
+
+        `db`: read inside that session (a caller holding a lock), else in a new one.
+        """
+        if db is not None:
+            row = await db.get(AuthConfig, auth_config_id)
+        else:
+            async with self.sessions() as own:
+                row = await own.get(AuthConfig, auth_config_id)
+        if row is None or row.account_id != account_id or row.connector_id != connector.id:
+            return None
+        return row
+
+    async def oauth_app(self, connector: Connector, *, account_id: str,
+                        auth_config_id: str | None,
+                        db: AsyncSession | None = None) -> ClientCredentials | None:
+        """The OAuth app a flow or connection uses: its auth config, else the deployment's."""
+        if not auth_config_id:
+            return self.client_credentials(connector)
+        row = await self.auth_config(connector, account_id=account_id,
+                                     auth_config_id=auth_config_id, db=db)
+        if row is None:
+            return None
+        return ClientCredentials(row.client_id, self.box.decrypt(row.client_secret_enc,
+                                                                 secret_context(row.id)))
+
+    async def connection_credentials(self, connector: Connector, conn: Connection,
+                                     db: AsyncSession | None = None) -> ClientCredentials | None:
+        """The OAuth app a stored connection was made with (for refresh and revocation)."""
+        auth_config_id = (conn.metadata_ or {}).get(AUTH_CONFIG_KEY)
+        return await self.oauth_app(connector, account_id=conn.account_id,
+                                    auth_config_id=auth_config_id
+                                    if isinstance(auth_config_id, str) else None, db=db)
 
     def default_scopes(self, connector: Connector) -> list[str]:
         configured = self.settings.connector_setting(connector.id, "SCOPES")

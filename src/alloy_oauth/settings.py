@@ -32,6 +32,20 @@ class Settings(BaseSettings):
     flow_ttl: int = Field(default=600, ge=1)
     code_ttl: int = Field(default=600, ge=1)
     http_timeout: float = Field(default=15.0, gt=0)
+    # Background work. None: on under `alloy-oauth serve`, off when the app is built in-process
+    # (tests), where a test turns it on with True.
+    background_refresh: bool | None = None
+    webhook_delivery: bool | None = None
+    refresh_interval: float = Field(default=30.0, gt=0)  # background refresher tick, seconds
+    refresh_concurrency: int = Field(default=4, ge=1)
+    refresh_retry_base: float = Field(default=5.0, gt=0)  # backoff after a temporary failure
+    refresh_retry_max: float = Field(default=900.0, gt=0)
+    webhook_poll_interval: float = Field(default=1.0, gt=0)
+    webhook_retry_base: float = Field(default=10.0, gt=0)
+    webhook_max_attempts: int = Field(default=12, ge=1)
+    webhook_timeout: float = Field(default=10.0, gt=0)
+    proxy_retries: int = Field(default=2, ge=0)  # on 429/5xx, idempotent methods only
+    proxy_max_retry_after: float = Field(default=10.0, ge=0)  # longer waits go to the caller
     # A connector's environment variables, `ALLOY_CONNECTOR_<ID>_...`, kept from the environment.
     connector_env: dict[str, str] = Field(default_factory=dict, exclude=True, repr=False)
 

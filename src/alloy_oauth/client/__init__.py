@@ -14,6 +14,7 @@ from ._errors import (
 )
 from ._models import AccessToken, Connection, OAuthStart
 from ._sync import AlloyOAuthFlow
+from .webhooks import WebhookSignatureError, parse_webhook, verify_webhook_signature
 
 __all__ = [
     "AccessToken",
@@ -29,4 +30,7 @@ __all__ = [
     "NotFound",
     "OAuthStart",
     "RateLimited",
+    "WebhookSignatureError",
+    "parse_webhook",
+    "verify_webhook_signature",
 ]

@@ -28,6 +28,8 @@ from starlette.middleware.sessions import SessionMiddleware
 from alloy_oauth.client import AlloyError, AsyncAlloyOAuthFlow
 from alloy_oauth.logsafe import QueryRedactingFilter
 
+from .sdk_page import add_sdk_page
+
 __all__ = ["DEFAULT_CONNECTORS", "create_app"]
 
 logger = logging.getLogger("alloy_oauth.example")
@@ -160,7 +162,8 @@ def _home_body(connectors: Iterable[str], stored: list[dict[str, str]]) -> str:
         table = "<p>No connections yet.</p>"
     return (
         "<h1>Alloy OAuth example</h1><h2>Connect an account</h2>"
-        f"<ul>{links}</ul><h2>Connections</h2>{table}"
+        f"<ul>{links}</ul><p><a href='/sdk'>Or connect with the browser SDK</a></p>"
+        f"<h2>Connections</h2>{table}"
     )
 
 
@@ -174,6 +177,7 @@ def create_app(
     session_secret: str,
     connectors: Sequence[str] = DEFAULT_CONNECTORS,
     transport: httpx2.AsyncBaseTransport | None = None,
+    alloy_public_url: str | None = None,
 ) -> FastAPI:
     """The example web app: connect links, the OAuth callback, and the stored connections.
 
@@ -283,6 +287,9 @@ def create_app(
     async def connections() -> JSONResponse:
         return JSONResponse(await run_in_threadpool(store.all))
 
+    # The guide's "Frontend SDK Alternative"; browsers load the SDK from alloy_public_url.
+    add_sdk_page(app, store=store, connectors=known, name_of=_name,
+                 alloy_public_url=alloy_public_url or alloy_base_url)
     return app
 
 

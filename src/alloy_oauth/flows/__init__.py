@@ -21,7 +21,7 @@ from alloy_oauth.crypto import random_token, sha256
 from alloy_oauth.errors import BadRequest, InvalidGrant, InvalidRedirectUri, NotFound
 from alloy_oauth.ids import new_id
 from alloy_oauth.providers import Connector
-from alloy_oauth.runtime import Runtime
+from alloy_oauth.runtime import AUTH_CONFIG_KEY, Runtime
 from alloy_oauth.store.models import Account, Connection, OAuthFlow, utcnow
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 OAUTH_TYPES = ("oauth2",)
 ALL_TYPES = ("oauth2", "apiKey", "basic", "bearer")
 MAX_STATE = 2048
+# The hosted pages' own landing page (frontend/): always an allowed redirect URI.
+HOSTED_RESULT_PATH = "/connect/result"
 
 
 class FlowLinkError(Exception):
@@ -100,6 +102,8 @@ def check_redirect_uri(rt: Runtime, account: Account, uri: str | None) -> str:
 
     if not uri:
         raise refuse("redirectUri is required.")
+    if uri == rt.settings.public_url + HOSTED_RESULT_PATH:
+        return uri
     if len(uri) > 2048 or any(c in uri for c in "\r\n\t ") or "#" in uri:
         raise refuse("it must be an absolute URI without spaces or a fragment.")
     parts = urlsplit(uri)
@@ -134,6 +138,10 @@ def check_inputs(connector: Connector, data: dict[str, Any]) -> dict[str, str]:
         if not isinstance(value, str) or not re.fullmatch(spec.pattern, value):
             raise BadRequest(f"Input '{name}' ({spec.title}) is malformed: it must match "
                              f"{spec.pattern}, e.g. '{spec.example}'.", code="invalid_input")
+        problem = connector.input_problem(name, value)
+        if problem:
+            raise BadRequest(f"Input '{name}' ({spec.title}) is malformed: {problem}.",
+                             code="invalid_input")
         clean[name] = value
     return clean
 
@@ -157,14 +165,30 @@ async def initiate(rt: Runtime, who: Principal, connector_id: str,
     if check_credential_type(connector, req.credential_type) not in OAUTH_TYPES:
         raise BadRequest("Non-OAuth credentials are created from data, without a redirect.",
                          code="invalid_credential_type")
-    if rt.client_credentials(connector) is None:
+    auth_config = None
+    if req.auth_config_id is not None:
+        if not isinstance(req.auth_config_id, str) or not req.auth_config_id:
+            raise BadRequest("authConfigId must be a non-empty string.",
+                             code="invalid_auth_config")
+        auth_config = await rt.auth_config(connector, account_id=who.account_id,
+                                           auth_config_id=req.auth_config_id)
+        if auth_config is None:
+            raise NotFound(f"Auth config not found: '{req.auth_config_id}' is not one of this "
+                           f"account's auth configs for '{connector.id}' (GET /auth-configs "
+                           "lists them).", code="auth_config_not_found")
+    elif rt.client_credentials(connector) is None:
         env = connector.id.upper().replace("-", "_")
         raise BadRequest(
             f"Connector '{connector.id}' is not configured: set ALLOY_CONNECTOR_{env}_CLIENT_ID "
-            f"and ALLOY_CONNECTOR_{env}_CLIENT_SECRET to your OAuth app at the provider, whose "
-            f"redirect URI is {rt.callback_url}.", code="connector_not_configured")
-    scopes = _check_scopes(req.scopes) or rt.default_scopes(connector)
+            f"and ALLOY_CONNECTOR_{env}_CLIENT_SECRET to your OAuth app at the provider, or "
+            "register your app for this account with POST /auth-configs and pass its "
+            f"authConfigId. The app's redirect URI is {rt.callback_url}.",
+            code="connector_not_configured")
+    scopes = (_check_scopes(req.scopes) or (list(auth_config.scopes) if auth_config else [])
+              or rt.default_scopes(connector))
     data = check_inputs(connector, req.data)
+    if auth_config is not None:
+        data[AUTH_CONFIG_KEY] = auth_config.id
     if req.state is not None and (not isinstance(req.state, str) or not req.state
                                   or len(req.state) > MAX_STATE):
         raise BadRequest(f"state must be a non-empty string of at most {MAX_STATE} characters.",
@@ -218,8 +242,12 @@ async def authorize(rt: Runtime, connector_id: str, user_id: str, token: str) ->
                                 "Connection links work once and for a few minutes. Start again "
                                 "from the app that sent you here.")
     connector = get_connector(rt, connector_id)
-    creds = rt.client_credentials(connector)
-    assert creds is not None
+    creds = await rt.oauth_app(connector, account_id=flow.account_id,
+                               auth_config_id=flow.data.get(AUTH_CONFIG_KEY))
+    if creds is None:
+        raise FlowLinkError("This connector is not configured",
+                            "The OAuth app this link was made for is no longer configured. "
+                            "Start again from the app that sent you here.")
     return oauth.authorization_url(connector, creds, redirect_uri=rt.callback_url,
                                    state=provider_state, scopes=flow.scopes,
                                    code_verifier=verifier, data=flow.data)
@@ -267,17 +295,27 @@ async def provider_callback(rt: Runtime, params: dict[str, str]) -> str:
         return back(error="invalid_request",
                     error_description="The provider's callback carried no code.")
     connector = get_connector(rt, flow.connector_id)
-    creds = rt.client_credentials(connector)
+    creds = await rt.oauth_app(connector, account_id=flow.account_id,
+                               auth_config_id=flow.data.get(AUTH_CONFIG_KEY))
     if creds is None:
         return back(error="connector_not_configured",
                     error_description="The connector is no longer configured.")
+    # Values the provider hands over on the callback itself (QuickBooks' realmId).
+    from_callback = {name: params[name][:200] for name in connector.keep_from_callback
+                     if params.get(name)}
+    missing = [n for n in connector.keep_from_callback if n not in from_callback
+               and f"${{{n}}}" in (connector.api_base_url or "")]
+    if missing:
+        return back(error="provider_error",
+                    error_description=f"The provider's callback carried no {missing[0]}.")
     assert flow.code_verifier_enc is not None
     verifier = rt.box.decrypt(flow.code_verifier_enc, f"flow:{flow.id}:verifier")
     try:
         tokens = await oauth.exchange_code(
             connector, creds, code=code, redirect_uri=rt.callback_url, code_verifier=verifier,
             scopes=flow.scopes, data=flow.data, transport=rt.transport,
-            timeout=rt.settings.http_timeout)
+            timeout=rt.settings.http_timeout,
+            allow_loopback_http=not rt.settings.is_production)
     except oauth.ProviderError as exc:
         log.warning("code exchange failed for %s flow %s: %s", flow.connector_id, flow.id,
                     exc.code)
@@ -292,7 +330,7 @@ async def provider_callback(rt: Runtime, params: dict[str, str]) -> str:
             id=connection_id, credential_id=flow.credential_id, account_id=flow.account_id,
             user_id=flow.user_id, connector_id=flow.connector_id, credential_type="oauth2",
             name=f"{connector.name} ({user_name})", status="connected",
-            scopes=list(tokens.scopes), metadata_={**tokens.extra, **flow.data},
+            scopes=list(tokens.scopes), metadata_={**tokens.extra, **from_callback, **flow.data},
             access_token_enc=rt.box.encrypt(tokens.access_token, f"conn:{connection_id}:access"),
             refresh_token_enc=(rt.box.encrypt(tokens.refresh_token,
                                               f"conn:{connection_id}:refresh")

@@ -1,27 +1,33 @@
 """Talking to providers: authorize URL, code exchange, refresh, revocation (RFC 6749, 7636, 7009).
 
-Authlib does the protocol mechanics on httpx2; this module turns every provider answer into a
-`TokenSet` or a `ProviderError`, never a crash.
+Authlib does the protocol mechanics on httpx2; the connector's quirk fields bend them through
+Authlib's hooks (`alloy_oauth.oauth.quirks`). Every provider answer becomes a `TokenSet` or a
+`ProviderError`, never a crash.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx2
 from authlib.common.security import generate_token
 from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuthError
 
-from alloy_oauth.providers import Connector
+from alloy_oauth.oauth import quirks
+from alloy_oauth.providers import RESERVED_METADATA, Connector, metadata_key, url_allowed
 
 log = logging.getLogger(__name__)
 
 # Errors after which retrying the same grant cannot succeed: the user must connect again.
 PERMANENT_ERRORS = frozenset({"invalid_grant", "invalid_client", "unauthorized_client"})
+# RFC 6749 token types kept as named; a provider's own names for a bearer token (Slack's
+# `user` and `bot`) are bearer tokens.
+_TOKEN_TYPES = {"bearer": "Bearer", "mac": "MAC", "dpop": "DPoP", "n_a": "N_A"}
+_MAX_KEPT = 500
 
 
 @dataclass(frozen=True)
@@ -39,7 +45,7 @@ class TokenSet:
     refresh_token: str | None = field(repr=False)
     expires_at: datetime | None
     scopes: tuple[str, ...]
-    # Non-secret fields of the token response, kept as connection metadata.
+    # The connector's `keep_from_token` values, kept as connection metadata.
     extra: dict[str, Any]
 
 
@@ -57,10 +63,6 @@ class ProviderError(Exception):
         return self.code in PERMANENT_ERRORS
 
 
-_SECRET_FIELDS = {"access_token", "refresh_token", "id_token", "token_type", "expires_in",
-                  "expires_at", "scope", "refresh_token_expires_in"}
-
-
 def new_code_verifier() -> str:
     return str(generate_token(64))
 
@@ -68,15 +70,25 @@ def new_code_verifier() -> str:
 def _client(connector: Connector, creds: ClientCredentials,
             transport: httpx2.AsyncBaseTransport, timeout: float) -> AsyncOAuth2Client:
     # The transport (connection pool) belongs to the caller: these clients are never closed.
-    return AsyncOAuth2Client(
+    auth = quirks.client_auth(connector)
+    client = AsyncOAuth2Client(
         client_id=creds.client_id,
         client_secret=creds.client_secret,
-        token_endpoint_auth_method=connector.token_auth_method,
-        revocation_endpoint_auth_method=connector.token_auth_method,
+        token_endpoint_auth_method=auth,
+        revocation_endpoint_auth_method=auth,
         code_challenge_method="S256" if connector.pkce else None,
         transport=transport,
         timeout=timeout,
     )
+    hook = quirks.normalize_response(connector)
+    client.register_compliance_hook("access_token_response", hook)
+    client.register_compliance_hook("refresh_token_response", hook)
+    return client
+
+
+def requested_scopes(connector: Connector, scopes: list[str]) -> list[str]:
+    """The scopes asked for: the app's (or the defaults), plus those a refresh token needs."""
+    return list(dict.fromkeys([*scopes, *connector.offline_scopes]))
 
 
 def authorization_url(connector: Connector, creds: ClientCredentials, *, redirect_uri: str,
@@ -88,9 +100,10 @@ def authorization_url(connector: Connector, creds: ClientCredentials, *, redirec
         client_id=creds.client_id,
         code_challenge_method="S256" if connector.pkce else None,
     )
-    params: dict[str, Any] = dict(connector.authorize_params)
-    if scopes:
-        params["scope"] = connector.scope_separator.join(scopes)
+    params: dict[str, Any] = connector.render_params(connector.authorize_params, data)
+    wanted = [connector.render(s, data) for s in requested_scopes(connector, scopes)]
+    if wanted:
+        params[connector.scope_param] = connector.scope_separator.join(wanted)
     url, _ = client.create_authorization_url(
         connector.render(connector.authorization_url, data),
         state=state,
@@ -101,8 +114,27 @@ def authorization_url(connector: Connector, creds: ClientCredentials, *, redirec
     return str(url)
 
 
-def _parse(payload: Any, *, requested_scopes: list[str], separator: str,
-           now: datetime) -> TokenSet:
+def _kept(connector: Connector, payload: dict[str, Any], *,
+          allow_loopback_http: bool) -> dict[str, Any]:
+    """Values of `keep_from_token`; the one that is the API host must be a usable URL."""
+    kept: dict[str, Any] = {}
+    for path in connector.keep_from_token:
+        value = quirks.get_path(payload, path)
+        if isinstance(value, str | int | float | bool) and len(str(value)) <= _MAX_KEPT:
+            kept[metadata_key(path)] = value
+    host_var = connector.api_base_variable
+    if host_var in {metadata_key(p) for p in connector.keep_from_token}:
+        value = kept.get(host_var or "")
+        parts = urlsplit(value) if isinstance(value, str) else None
+        if parts is None or not url_allowed(parts.scheme, parts.hostname,
+                                            development=allow_loopback_http):
+            raise ProviderError("invalid_token_response",
+                                f"the token response's {host_var} is not an https URL")
+    return kept
+
+
+def _parse(connector: Connector, payload: Any, *, requested_scopes: list[str], now: datetime,
+           allow_loopback_http: bool = False, keep: bool = True) -> TokenSet:
     if not isinstance(payload, dict):
         raise ProviderError("invalid_token_response", "the token response is not a JSON object")
     access = payload.get("access_token")
@@ -114,7 +146,7 @@ def _parse(payload: Any, *, requested_scopes: list[str], separator: str,
     if raw_exp not in (None, ""):
         try:
             expires_at = now + timedelta(seconds=float(raw_exp))
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             raise ProviderError("invalid_token_response",
                                 "the token response's expires_in is not a number") from exc
     scope = payload.get("scope")
@@ -126,16 +158,17 @@ def _parse(payload: Any, *, requested_scopes: list[str], separator: str,
         scopes = tuple(requested_scopes)
     refresh = payload.get("refresh_token")
     token_type = payload.get("token_type")
+    # Only the values the connector names are kept: a token answer is otherwise private.
+    extra = _kept(connector, payload, allow_loopback_http=allow_loopback_http) if keep else {}
+    for key in RESERVED_METADATA:
+        extra.pop(key, None)
     return TokenSet(
         access_token=access,
-        token_type="Bearer" if not isinstance(token_type, str) or token_type.lower() == "bearer"
-        else token_type,
+        token_type=_TOKEN_TYPES.get(str(token_type).lower(), "Bearer"),
         refresh_token=refresh if isinstance(refresh, str) and refresh else None,
         expires_at=expires_at,
         scopes=scopes,
-        extra={k: v for k, v in payload.items() if k not in _SECRET_FIELDS
-               and isinstance(v, str | int | float | bool) and "token" not in k.lower()
-               and "secret" not in k.lower()},
+        extra=extra,
     )
 
 
@@ -144,20 +177,22 @@ async def _token_request(connector: Connector, creds: ClientCredentials, call: s
                          **kwargs: Any) -> dict[str, Any]:
     """One token endpoint call, every failure mapped to a ProviderError."""
     assert connector.token_url is not None
-    url = connector.render(connector.token_url, kwargs.pop("data", {}))
+    data = kwargs.pop("data", {})
+    url = connector.render(connector.token_url, data)
     client = _client(connector, creds, transport, timeout)
+    headers = quirks.request_headers(connector, data)
     try:
         if call == "refresh":
-            token = await client.refresh_token(url, **kwargs)
+            token = await client.refresh_token(url, headers=headers, **kwargs)
         else:
-            token = await client.fetch_token(url, **kwargs)
+            token = await client.fetch_token(url, headers=headers, **kwargs)
     except OAuthError as exc:
         raise ProviderError(str(exc.error or "oauth_error"),
                             str(exc.description or "the provider refused the request")
                             ) from None
     except httpx2.HTTPStatusError as exc:
         status = exc.response.status_code
-        code, desc = _error_from_body(exc.response)
+        code, desc = _error_from_body(connector, exc.response)
         raise ProviderError(code or f"http_{status}",
                             desc or f"the token endpoint answered HTTP {status}",
                             status=status) from None
@@ -175,30 +210,35 @@ async def _token_request(connector: Connector, creds: ClientCredentials, call: s
     return dict(token)
 
 
-def _error_from_body(response: httpx2.Response) -> tuple[str | None, str | None]:
-    try:
-        body = response.json()
-    except (ValueError, json.JSONDecodeError):
+def _error_from_body(connector: Connector,
+                     response: httpx2.Response) -> tuple[str | None, str | None]:
+    body = quirks.decode_body(connector, response)
+    if body is None:
         return None, None
-    if isinstance(body, dict) and isinstance(body.get("error"), str):
-        desc = body.get("error_description")
-        return body["error"], desc if isinstance(desc, str) else None
-    return None, None
+    found = quirks.find_error(connector, body, response.status_code)
+    if found is None:
+        return None, None
+    code, desc = found
+    return (None if code.startswith("http_") else code), desc
 
 
 async def exchange_code(connector: Connector, creds: ClientCredentials, *, code: str,
                         redirect_uri: str, code_verifier: str | None, scopes: list[str],
                         data: dict[str, Any], transport: httpx2.AsyncBaseTransport,
-                        timeout: float = 15.0) -> TokenSet:
-    """Redeem an authorization code (with the PKCE verifier when the connector uses PKCE)."""
+                        timeout: float = 15.0, allow_loopback_http: bool = False) -> TokenSet:
+    """Redeem an authorization code (with the PKCE verifier when the connector uses PKCE).
+
+    `allow_loopback_http` lets a provider name an http://127.0.0.1 API host (development).
+    """
     now = datetime.now(UTC)
-    extra: dict[str, Any] = dict(connector.token_params)
+    extra: dict[str, Any] = connector.render_params(connector.token_params, data)
     if connector.pkce and code_verifier:
         extra["code_verifier"] = code_verifier
     payload = await _token_request(connector, creds, "fetch", transport, timeout, data=data,
                                    code=code, redirect_uri=redirect_uri,
                                    grant_type="authorization_code", **extra)
-    return _parse(payload, requested_scopes=scopes, separator=connector.scope_separator, now=now)
+    return _parse(connector, payload, requested_scopes=scopes, now=now,
+                  allow_loopback_http=allow_loopback_http)
 
 
 async def refresh(connector: Connector, creds: ClientCredentials, *, refresh_token: str,
@@ -207,10 +247,12 @@ async def refresh(connector: Connector, creds: ClientCredentials, *, refresh_tok
     """Use a refresh token. The old refresh token is kept when the answer has none."""
     now = datetime.now(UTC)
     payload = await _token_request(connector, creds, "refresh", transport, timeout, data=data,
-                                   refresh_token=refresh_token, **connector.token_params)
-    if "refresh_token" not in payload:
+                                   refresh_token=refresh_token,
+                                   **connector.render_params(connector.refresh_params, data))
+    if not payload.get("refresh_token"):
         payload["refresh_token"] = refresh_token
-    return _parse(payload, requested_scopes=scopes, separator=connector.scope_separator, now=now)
+    # Values kept at connect time stay as they were; a refresh only renews the token.
+    return _parse(connector, payload, requested_scopes=scopes, now=now, keep=False)
 
 
 async def revoke(connector: Connector, creds: ClientCredentials, *, token: str,
@@ -222,13 +264,32 @@ async def revoke(connector: Connector, creds: ClientCredentials, *, token: str,
     url = connector.render(connector.revocation_url, data)
     client = _client(connector, creds, transport, timeout)
     try:
-        resp = await client.revoke_token(url, token=token, token_type_hint=token_type_hint)
+        auth = None if connector.revocation_client_auth else client.client_auth(
+            quirks.no_client_auth)
+        resp = await client.revoke_token(url, token=token, token_type_hint=token_type_hint,
+                                         headers=quirks.request_headers(connector, data),
+                                         auth=auth)
     except httpx2.HTTPError as exc:
         raise ProviderError("unreachable",
                             f"cannot reach the revocation endpoint ({type(exc).__name__})"
                             ) from None
-    if resp.status_code >= 400:
-        code, desc = _error_from_body(resp)
-        raise ProviderError(code or f"http_{resp.status_code}",
-                            desc or f"the revocation endpoint answered HTTP {resp.status_code}",
-                            status=resp.status_code)
+    body = quirks.decode_body(connector, resp)
+    found = quirks.find_error(connector, body, resp.status_code) if body is not None else None
+    if found is not None or resp.status_code >= 400:
+        code, desc = found or (f"http_{resp.status_code}", None)
+        raise ProviderError(code, desc or f"the revocation endpoint answered HTTP "
+                                          f"{resp.status_code}", status=resp.status_code)
+
+
+__all__ = [
+    "PERMANENT_ERRORS",
+    "ClientCredentials",
+    "ProviderError",
+    "TokenSet",
+    "authorization_url",
+    "exchange_code",
+    "new_code_verifier",
+    "refresh",
+    "requested_scopes",
+    "revoke",
+]

@@ -1,11 +1,18 @@
 """The connector catalog: data, validated by a schema when loaded.
 
 The OAuth 2.0 standard is every default, so an ordinary provider needs only a name and two URLs.
+Every way a provider bends the standard is one named field below (the "quirk vocabulary"); the
+OAuth code in `alloy_oauth.oauth` reads these fields and nothing else about a provider.
+
+Built-in entries live in the `*.yaml` files beside this module. `ALLOY_PROVIDERS_FILE` adds or
+replaces entries in the same format; an entry with `extends: <id>` starts from that connector
+and changes only the fields it names (how a test points a built-in connector at an emulator).
 """
 
 from __future__ import annotations
 
 import re
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -16,6 +23,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 CATALOG_DIR = Path(__file__).parent
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _LOCAL_HOSTS = {"localhost", "127.0.0.1"}
+_URL_SAFE = re.compile(r"[A-Za-z0-9._~-]+")
+# Metadata keys the service sets itself; a catalog entry cannot take them.
+RESERVED_METADATA = frozenset({"authConfigId"})
+# Token response fields that are secrets or token bookkeeping, never connection metadata.
+_SECRET_WORDS = ("token", "secret", "password", "signature")
 
 CredentialType = Literal["oauth2", "apiKey", "basic", "bearer"]
 
@@ -35,9 +47,23 @@ class InputSpec(BaseModel):
     description: str | None = None
     required: bool = True
 
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"pattern is not a regular expression: {exc}") from exc
+        return value
+
+
+def metadata_key(path: str) -> str:
+    """The connection metadata key of a kept token-response path: `team.id` -> `team_id`."""
+    return path.replace(".", "_")
+
 
 class Connector(BaseModel):
-    """One catalog entry. Field names are the YAML keys."""
+    """One catalog entry. Field names are the YAML keys; every default is the OAuth 2.0 standard."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -48,22 +74,69 @@ class Connector(BaseModel):
     revocation_url: str | None = None
     api_base_url: str | None = None
     auth_types: tuple[CredentialType, ...] = ("oauth2",)
+    # Per-connection inputs (a subdomain, a region), usable as `${name}` in the URLs.
+    inputs: dict[str, InputSpec] = Field(default_factory=dict)
+
+    # --- the authorize request ----------------------------------------------------------------
     scopes: tuple[str, ...] = ()
+    # Scopes without which the provider issues no refresh token (`offline_access`,
+    # Salesforce's `refresh_token`): always requested, whatever scopes the app asks for.
+    offline_scopes: tuple[str, ...] = ()
     scope_separator: str = " "
+    # The authorize parameter that carries scopes (Slack's user tokens: `user_scope`).
+    scope_param: str = "scope"
+    # PKCE S256 is sent unless the provider refuses it.
     pkce: bool = True
+    authorize_params: dict[str, str] = Field(default_factory=dict)
+
+    # --- the token request --------------------------------------------------------------------
     token_auth_method: Literal["client_secret_basic", "client_secret_post"] = (
         "client_secret_basic"
     )
-    authorize_params: dict[str, str] = Field(default_factory=dict)
+    # The body of token and revocation requests: form-encoded (RFC 6749) or a JSON object.
+    token_request_format: Literal["form", "json"] = "form"
+    # Headers every token and revocation request carries (Notion-Version).
+    token_headers: dict[str, str] = Field(default_factory=dict)
     token_params: dict[str, str] = Field(default_factory=dict)
-    inputs: dict[str, InputSpec] = Field(default_factory=dict)
+    refresh_params: dict[str, str] = Field(default_factory=dict)
+    # False where the revocation endpoint authenticates by the token itself and wants no
+    # client credentials (Slack's auth.revoke).
+    revocation_client_auth: bool = True
+
+    # --- the token response -------------------------------------------------------------------
+    # `form`: the provider answers form-encoded unless asked otherwise (GitHub); the JSON
+    # Accept header is then not sent and the body is parsed as a form.
+    token_response_format: Literal["json", "form"] = "json"
+    # Dotted path of the object holding the token fields when the answer has one (Slack's
+    # `authed_user`); otherwise they are read from the top level.
+    token_path: str | None = None
+    # A boolean field that is false on failures answered with HTTP 200 (Slack's `ok`).
+    success_flag: str | None = None
+    # Where a failed answer names its error and describes it (the standard `error` is always
+    # honoured too), and provider error codes mapped to OAuth ones (`bad_verification_code`
+    # -> `invalid_grant`), so that a dead grant is recognised as one.
+    error_field: str = "error"
+    error_description_field: str = "error_description"
+    error_codes: dict[str, str] = Field(default_factory=dict)
+    # Values kept as connection metadata: dotted paths into the token response (kept under
+    # the path with `.` as `_`), and parameters of the provider's callback query (QuickBooks'
+    # `realmId`). Both may be used as `${variables}` in api_base_url.
+    keep_from_token: tuple[str, ...] = ()
+    keep_from_callback: tuple[str, ...] = ()
+
+    # --- API calls ----------------------------------------------------------------------------
     # How the credential is applied to API calls: `Authorization: Bearer`, a named header,
     # or a named query parameter; plus headers every API call carries (Notion-Version).
     api_auth: Literal["bearer", "header", "query"] = "bearer"
     api_auth_name: str | None = None
+    # The Authorization scheme for api_auth "bearer" (Zoho's `Zoho-oauthtoken`).
+    api_auth_scheme: str = "Bearer"
     api_headers: dict[str, str] = Field(default_factory=dict)
+
+    # --- documentation ------------------------------------------------------------------------
     docs_url: str | None = None
     source: str | None = None
+    checked: date | None = None
     # Only local test servers may be plain http, and only in development.
     local_only: bool = False
 
@@ -72,6 +145,24 @@ class Connector(BaseModel):
     def _id_shape(cls, value: str) -> str:
         if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", value):
             raise ValueError("connector ids are lower-case letters, digits and '-'")
+        return value
+
+    @field_validator("scope_separator")
+    @classmethod
+    def _separator(cls, value: str) -> str:
+        if value not in (" ", ",", "+", ";"):
+            raise ValueError("scope_separator is one of ' ', ',', '+', ';'")
+        return value
+
+    @field_validator("keep_from_token")
+    @classmethod
+    def _no_secrets_kept(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for path in value:
+            last = path.rsplit(".", 1)[-1].lower()
+            if any(word in last for word in _SECRET_WORDS):
+                raise ValueError(f"'{path}' looks like a secret; secrets are never metadata")
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", path):
+                raise ValueError(f"'{path}' is not a dotted path of field names")
         return value
 
     def urls(self) -> dict[str, str]:
@@ -90,25 +181,103 @@ class Connector(BaseModel):
     def is_oauth(self) -> bool:
         return "oauth2" in self.auth_types
 
+    @property
+    def kept_names(self) -> set[str]:
+        """Metadata keys that come from the provider's answers (token response, callback)."""
+        return {metadata_key(p) for p in self.keep_from_token} | set(self.keep_from_callback)
+
+    @property
+    def api_base_variable(self) -> str | None:
+        """The kept value that is the whole start of api_base_url (Salesforce's instance_url)."""
+        if not self.api_base_url:
+            return None
+        match = _VARIABLE.match(self.api_base_url)
+        return match.group(1) if match else None
+
     def check(self, *, development: bool) -> None:
         """URL and variable rules that need the deployment mode."""
+        optional = sorted(n for n, spec in self.inputs.items() if not spec.required)
+        used = " ".join([*self.urls().values(), *self.scopes, *self.offline_scopes,
+                         *self.authorize_params.values(), *self.token_params.values(),
+                         *self.refresh_params.values(), *self.token_headers.values()])
+        for name in optional:
+            if f"${{{name}}}" in used:
+                raise ValueError(f"input '{name}' is used in a URL or parameter, so it must be "
+                                 "required")
         if self.is_oauth and not (self.authorization_url and self.token_url):
             raise ValueError("an oauth2 connector needs authorization_url and token_url")
+        if not self.auth_types:
+            raise ValueError("auth_types lists at least one credential type")
+        if self.api_auth != "bearer" and not self.api_auth_name:
+            raise ValueError(f"api_auth '{self.api_auth}' needs api_auth_name (the header or "
+                             "query parameter that carries the credential)")
+        clash = (self.kept_names | set(self.inputs)) & RESERVED_METADATA
+        if clash:
+            raise ValueError(f"'{sorted(clash)[0]}' is reserved for the service's own metadata")
+        for scope in (*self.scopes, *self.offline_scopes):
+            for name in _VARIABLE.findall(scope):
+                if name not in self.inputs:
+                    raise ValueError(f"scope '{scope}' uses ${{{name}}}, which is not declared "
+                                     "in inputs")
+        for field in ("authorize_params", "token_params", "refresh_params", "token_headers"):
+            for key, value in getattr(self, field).items():
+                for name in _VARIABLE.findall(value):
+                    if name not in self.inputs:
+                        raise ValueError(f"{field}.{key} uses ${{{name}}}, which is not declared "
+                                         "in inputs")
         for field, url in self.urls().items():
+            allowed = set(self.inputs) | (self.kept_names if field == "api_base_url" else set())
+            for name in _VARIABLE.findall(url):
+                if name not in allowed:
+                    where = ("inputs, keep_from_token or keep_from_callback"
+                             if field == "api_base_url" else "inputs")
+                    raise ValueError(f"{field} uses ${{{name}}}, which is not declared in {where}")
+            if field == "api_base_url" and self.api_base_variable in self.kept_names:
+                continue  # the provider names the API host; checked when the value arrives
             parts = urlsplit(_VARIABLE.sub("x", url))
-            local = parts.hostname in _LOCAL_HOSTS
-            if parts.scheme != "https" and not (
-                development and parts.scheme == "http" and local
-            ):
+            if not url_allowed(parts.scheme, parts.hostname, development=development):
                 raise ValueError(
                     f"{field} must be an https URL (http://localhost only in development)"
                 )
-            for name in _VARIABLE.findall(url):
-                if name not in self.inputs:
-                    raise ValueError(f"{field} uses ${{{name}}}, which is not declared in inputs")
+
+    @property
+    def url_inputs(self) -> set[str]:
+        """Inputs that become part of a URL the service calls (and sends secrets to)."""
+        return {n for url in self.urls().values() for n in _VARIABLE.findall(url)
+                if n in self.inputs}
+
+    def input_problem(self, name: str, value: str) -> str | None:
+        """Why a value cannot be used for an input, beyond its pattern, or None.
+
+        A value that lands in a URL may only hold host-name and path-segment characters, so no
+        input can move a token request (and the client secret) to another host or path.
+        """
+        if name in self.url_inputs and not _URL_SAFE.fullmatch(value):
+            return "it may only contain letters, digits, '.', '-', '_' and '~'"
+        return None
 
     def render(self, url: str, data: dict[str, Any]) -> str:
         return _VARIABLE.sub(lambda m: str(data[m.group(1)]), url)
+
+    def render_params(self, params: dict[str, str], data: dict[str, Any]) -> dict[str, str]:
+        """Extra request parameters with the connection's inputs filled in."""
+        return {k: self.render(v, data) for k, v in params.items()}
+
+    def api_base(self, metadata: dict[str, Any]) -> str:
+        """api_base_url with a connection's inputs and kept values filled in."""
+        if not self.api_base_url:
+            raise ValueError(f"connector '{self.id}' declares no api_base_url")
+        missing = [n for n in _VARIABLE.findall(self.api_base_url) if n not in metadata]
+        if missing:
+            raise ValueError(f"the connection has no '{missing[0]}' for the API base URL")
+        return self.render(self.api_base_url, metadata).rstrip("/")
+
+
+def url_allowed(scheme: str, host: str | None, *, development: bool) -> bool:
+    """https anywhere; plain http only to this machine, and only in development."""
+    if scheme == "https" and host:
+        return True
+    return development and scheme == "http" and host in _LOCAL_HOSTS
 
 
 def _entries(path: Path) -> dict[str, Any]:
@@ -123,31 +292,67 @@ def _entries(path: Path) -> dict[str, Any]:
     return loaded
 
 
-def parse_entries(path: Path, *, development: bool) -> dict[str, Connector]:
+def _field_name(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(p) for p in loc) or "entry"
+
+
+def build_connector(key: str, entry: dict[str, Any], *, known: dict[str, Connector],
+                    development: bool) -> Connector:
+    """One entry, merged over the connector it `extends`, validated. Raises ValueError."""
+    fields = dict(entry)
+    base_id = fields.pop("extends", None)
+    if base_id is not None:
+        base = known.get(str(base_id))
+        if base is None:
+            raise ValueError(f"field 'extends': there is no connector '{base_id}' to extend")
+        fields = {**base.model_dump(exclude={"id"}, exclude_defaults=True), **fields}
+    connector = Connector(id=str(key), **fields)
+    connector.check(development=development)
+    return connector
+
+
+def parse_entries(path: Path, *, development: bool,
+                  known: dict[str, Connector] | None = None) -> dict[str, Connector]:
+    """The entries of one file; `extends` may name `known` connectors or earlier entries."""
     connectors: dict[str, Connector] = {}
     for key, entry in _entries(path).items():
         if not isinstance(entry, dict):
             raise CatalogError(f"{path}: entry '{key}': must be a mapping of fields")
         try:
-            connector = Connector(id=str(key), **entry)
-            connector.check(development=development)
+            connector = build_connector(str(key), entry, known={**(known or {}), **connectors},
+                                        development=development)
         except ValidationError as exc:
             err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"]) or "entry"
-            raise CatalogError(f"{path}: entry '{key}': field '{where}': {err['msg']}") from exc
+            raise CatalogError(
+                f"{path}: entry '{key}': field '{_field_name(err['loc'])}': {err['msg']}"
+            ) from None
         except ValueError as exc:
-            raise CatalogError(f"{path}: entry '{key}': {exc}") from exc
+            raise CatalogError(f"{path}: entry '{key}': {exc}") from None
         connectors[connector.id] = connector
     return connectors
 
 
+def catalog_files() -> list[Path]:
+    return sorted(CATALOG_DIR.glob("*.yaml"))
+
+
+def builtin_catalog() -> dict[str, Connector]:
+    """The built-in connectors alone (always validated as for production)."""
+    catalog: dict[str, Connector] = {}
+    for path in catalog_files():
+        for cid, connector in parse_entries(path, development=False, known=catalog).items():
+            if cid in catalog:
+                raise CatalogError(f"{path}: entry '{cid}': defined twice in the catalog")
+            catalog[cid] = connector
+    return catalog
+
+
 def load_catalog(*, providers_file: str | None = None, development: bool = True,
                  extra: dict[str, Connector] | None = None) -> dict[str, Connector]:
-    """The built-in catalog, plus `extra` (the sandbox), then the providers file's overrides."""
-    catalog: dict[str, Connector] = {}
-    for path in sorted(CATALOG_DIR.glob("*.yaml")):
-        catalog.update(parse_entries(path, development=False))
+    """The built-in catalog, plus `extra` (the sandbox), then the providers file's entries."""
+    catalog = builtin_catalog()
     catalog.update(extra or {})
     if providers_file:
-        catalog.update(parse_entries(Path(providers_file), development=development))
+        catalog.update(parse_entries(Path(providers_file), development=development,
+                                     known=catalog))
     return catalog

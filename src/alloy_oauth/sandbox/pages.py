@@ -37,9 +37,10 @@ class ScopeLine:
     description: str
 
 
-def _csp(form_action: str) -> str:
+def _csp(form_action: str | None) -> str:
+    directive = f"form-action {form_action}; " if form_action else ""
     return (
-        f"default-src 'none'; style-src 'unsafe-inline'; form-action {form_action}; "
+        f"default-src 'none'; style-src 'unsafe-inline'; {directive}"
         "frame-ancestors 'none'; base-uri 'none'"
     )
 
@@ -66,9 +67,9 @@ def consent_page(
         username=username,
         error=error,
     )
-    # The form posts to us and we answer with a redirect to the client: CSP form-action
-    # must allow both.
-    headers = {**_COMMON_HEADERS, "Content-Security-Policy": _csp(f"'self' {redirect_origin}")}
+    # No form-action: Chromium applies it to every redirect after the post, and the chain
+    # goes on from the client's callback to the client's own app, an origin we cannot know.
+    headers = {**_COMMON_HEADERS, "Content-Security-Policy": _csp(None)}
     return HTMLResponse(html, status_code=status_code, headers=headers)
 
 

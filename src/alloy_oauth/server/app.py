@@ -8,32 +8,47 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from alloy_oauth.connections.background import BackgroundWork
+from alloy_oauth.frontend.router import router as frontend_router
 from alloy_oauth.logsafe import install_redaction
+from alloy_oauth.providers import CatalogError
 from alloy_oauth.runtime import Runtime, build_runtime
 from alloy_oauth.sandbox import SandboxConfig, create_sandbox_router
 from alloy_oauth.server import errors
 from alloy_oauth.server.middleware import ApiVersionMiddleware
 from alloy_oauth.server.routes import account, connections, connectors, strategy, users
+from alloy_oauth.server.routes import actions as action_routes
+from alloy_oauth.server.routes import auth_configs as auth_config_routes
+from alloy_oauth.server.routes import proxy as proxy_routes
+from alloy_oauth.server.routes import webhooks as webhook_routes
 from alloy_oauth.settings import Settings, load_settings
 from alloy_oauth.store.db import migrate_async
 
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None, *, run_migrations: bool = False) -> FastAPI:
-    """The server app. With `run_migrations`, pending migrations are applied at start."""
+def create_app(settings: Settings | None = None, *, run_migrations: bool = False,
+               background: bool = False) -> FastAPI:
+    """The server app. With `run_migrations`, pending migrations are applied at start;
+    `background` is the default for the token refresher and webhook delivery (settings win)."""
     settings = settings or load_settings()
     problems = settings.problems()
     if problems:
         raise SystemExit("alloy-oauth cannot start:\n  " + "\n  ".join(problems))
-    runtime = build_runtime(settings)
+    try:
+        runtime = build_runtime(settings)
+    except CatalogError as exc:  # names the file, entry and field
+        raise SystemExit(f"alloy-oauth cannot start:\n  {exc}") from None
     install_redaction()  # request logs carry codes, states and link tokens in query strings
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if run_migrations:
             await migrate_async(settings.database_url)
+        work = BackgroundWork(runtime, default=background)
+        work.start()
         yield
+        await work.stop()
         await runtime.aclose()
 
     app = FastAPI(
@@ -53,8 +68,11 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = False
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    for module in (connectors, strategy, connections, users, account):
+    for module in (connectors, strategy, connections, users, account, webhook_routes,
+                   proxy_routes, action_routes):
         app.include_router(module.router)
+    app.include_router(auth_config_routes.router)
+    app.include_router(frontend_router)  # /sdk/... and the hosted /connect/... pages
     if runtime.sandbox_enabled:
         app.include_router(_sandbox_router(runtime), prefix="/sandbox",
                            include_in_schema=False)
@@ -72,4 +90,4 @@ def _sandbox_router(runtime: Runtime):  # type: ignore[no-untyped-def]
 
 def app_from_env() -> FastAPI:
     """Factory for `uvicorn --factory` (each worker process builds its own app)."""
-    return create_app()
+    return create_app(background=True)

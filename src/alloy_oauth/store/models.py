@@ -134,8 +134,8 @@ class Connection(Base):
     issued_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     # Bumped on every token write; refreshes compare-and-swap on it.
     version: Mapped[int] = mapped_column(Integer, default=1)
-    refresh_lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-    refresh_lease_owner: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    # Consecutive temporary refresh failures; with next_retry_at, the per-connection cooldown.
+    refresh_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     last_refresh_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     next_retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

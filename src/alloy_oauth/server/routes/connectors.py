@@ -7,9 +7,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header
 from pydantic import BaseModel, ConfigDict, Field
 
-from alloy_oauth import connections, flows
+from alloy_oauth import auth_configs, connections, flows
 from alloy_oauth.accounts import find_user
 from alloy_oauth.credentials import create_static_credential, input_schema
+from alloy_oauth.providers import Connector
+from alloy_oauth.runtime import Runtime
 from alloy_oauth.server.deps import PrincipalDep, RuntimeDep
 from alloy_oauth.server.routes import shapes
 
@@ -35,25 +37,39 @@ class CallbackBody(BaseModel):
     state: str | None = None
 
 
+async def _own_apps(rt: Runtime, account_id: str) -> set[str]:
+    """Connectors the account brought its own OAuth app for (POST /auth-configs)."""
+    return {row.connector_id for row in await auth_configs.list_for(rt, account_id)}
+
+
+def _configured(rt: Runtime, c: Connector, own_apps: set[str]) -> bool:
+    return not c.is_oauth or rt.client_credentials(c) is not None or c.id in own_apps
+
+
 @router.get("/connectors")
-async def list_connectors(rt: RuntimeDep, _: PrincipalDep) -> dict[str, Any]:
+async def list_connectors(rt: RuntimeDep, who: PrincipalDep) -> dict[str, Any]:
+    own = await _own_apps(rt, who.account_id)
     return {"connectors": [
-        shapes.connector_summary(c, rt.client_credentials(c) is not None or not c.is_oauth)
+        shapes.connector_summary(c, _configured(rt, c, own))
         for c in sorted(rt.catalog.values(), key=lambda c: c.id)
     ]}
 
 
 @router.get("/connectors/{connector_id}")
-async def get_connector(connector_id: str, rt: RuntimeDep, _: PrincipalDep) -> dict[str, Any]:
+async def get_connector(connector_id: str, rt: RuntimeDep, who: PrincipalDep) -> dict[str, Any]:
     c = flows.get_connector(rt, connector_id)
-    return {"connector": shapes.connector_detail(c, rt.client_credentials(c) is not None)}
+    own = await _own_apps(rt, who.account_id)
+    return {"connector": shapes.connector_detail(c, _configured(rt, c, own))}
 
 
 @router.get("/connectors/{connector_id}/credentials/metadata")
 async def credential_metadata(connector_id: str, rt: RuntimeDep,
                               _: PrincipalDep) -> dict[str, Any]:
     c = flows.get_connector(rt, connector_id)
-    return {"metadata": [input_schema(c, t) for t in c.auth_types]}
+    # Without the deployment's own app, an OAuth flow needs the account's (authConfigId).
+    needs_app = c.is_oauth and rt.client_credentials(c) is None
+    return {"metadata": [input_schema(c, t, auth_config_required=needs_app and t == "oauth2")
+                         for t in c.auth_types]}
 
 
 @router.post("/connectors/{connector_id}/credentials")

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
-import jwt
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from alloy_oauth import accounts, connections
 from alloy_oauth.errors import BadRequest, connection_not_found
+from alloy_oauth.frontend.tokens import issue_token
 from alloy_oauth.server.deps import PrincipalDep, RuntimeDep
 from alloy_oauth.server.routes import shapes
-from alloy_oauth.store.models import utcnow
 
 router = APIRouter(tags=["users"])
-
-SDK_TOKEN_TTL = timedelta(hours=1)
 
 
 class NewUser(BaseModel):
@@ -56,13 +52,7 @@ async def user_token(user_id: str, rt: RuntimeDep, who: PrincipalDep) -> dict[st
     """A JWT for the browser SDK, valid one hour, for this user of this account only."""
     async with rt.sessions() as db:
         user = await accounts.find_user(db, who.account_id, user_id)
-    now = utcnow()
-    token = jwt.encode(
-        {"sub": user.id, "acct": who.account_id, "iat": now, "exp": now + SDK_TOKEN_TTL,
-         "iss": rt.settings.public_url, "aud": "alloy-sdk"},
-        rt.box.derive("sdk-jwt"), algorithm="HS256",
-    )
-    return {"token": token}
+    return {"token": issue_token(rt, who.account_id, user.id)}
 
 
 @router.get("/users/{user_id}/credentials")

@@ -1,0 +1,1 @@
+"""The browser SDK (`/sdk/alloy.js`) and the hosted connect pages (`/connect/...`)."""
