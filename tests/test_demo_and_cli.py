@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx2
 
 from alloy_oauth import AsyncAlloyOAuthFlow
 from tests.support.browser import HttpBrowser, query_params
-from tests.support.servers import free_port, run_process
-
-BIN = Path(sys.executable).parent / "alloy-oauth"
-CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("ALLOY_")}
+from tests.support.demo import BIN, CLEAN_ENV, run_demo
 
 
 def cli(*args: str, cwd: Path, env: dict[str, str] | None = None,
@@ -61,17 +55,8 @@ def test_serve_refuses_production_without_keys_or_https(tmp_path: Path) -> None:
 
 
 async def test_demo_connects_the_sandbox_through_the_example_app(tmp_path: Path) -> None:
-    port, app_port = free_port(), free_port()
-    with run_process([str(BIN), "demo", "--port", str(port), "--app-port", str(app_port)],
-                     env={**CLEAN_ENV, "ALLOY_SANDBOX_TOKEN_TTL": "2"},
-                     ready_line_prefix="alloy-oauth demo is running", cwd=tmp_path,
-                     timeout=30) as proc:
-        deadline = time.monotonic() + 5
-        while not any("ALLOY_API_KEY=" in line for line in proc.stdout_lines):
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.05)
-        key = next(line for line in proc.stdout_lines if "ALLOY_API_KEY=" in line).split("=")[1]
-        example = f"http://localhost:{app_port}"
+    with run_demo(tmp_path, env={"ALLOY_SANDBOX_TOKEN_TTL": "2"}) as demo:
+        key, port, example = demo.api_key, demo.port, demo.example
         async with HttpBrowser() as browser:
             home = await browser.goto(example, stop_at="http://never.invalid")
             assert isinstance(home, httpx2.Response) and "/connect/sandbox" in home.text
@@ -98,15 +83,8 @@ async def test_demo_connects_the_sandbox_through_the_example_app(tmp_path: Path)
 
 
 async def test_connect_command_prints_connection_id_and_writes_env_file(tmp_path: Path) -> None:
-    port, app_port = free_port(), free_port()
-    with run_process([str(BIN), "demo", "--port", str(port), "--app-port", str(app_port)],
-                     env=CLEAN_ENV, ready_line_prefix="alloy-oauth demo is running",
-                     cwd=tmp_path, timeout=30) as demo:
-        deadline = time.monotonic() + 5
-        while not any("ALLOY_API_KEY=" in line for line in demo.stdout_lines):
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.05)
-        key = next(line for line in demo.stdout_lines if "ALLOY_API_KEY=" in line).split("=")[1]
+    with run_demo(tmp_path) as demo:
+        key, port = demo.api_key, demo.port
         env_file = tmp_path / "app.env"
         env_file.write_text("OTHER=1\nCONNECTION_ID=old\n")
         proc = subprocess.Popen(

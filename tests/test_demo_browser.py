@@ -2,33 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
-import time
 from pathlib import Path
 
 from playwright.async_api import async_playwright
 
 from tests.support.chromium import CHROMIUM, CHROMIUM_ARGS
-from tests.support.servers import free_port, run_process
+from tests.support.demo import run_demo
 
-BIN = Path(sys.executable).parent / "alloy-oauth"
-CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("ALLOY_")}
 # The demo's addresses are localhost ones, as a person types them.
 ARGS = [a.replace("EXCLUDE 127.0.0.1", "EXCLUDE 127.0.0.1, EXCLUDE localhost")
         for a in CHROMIUM_ARGS]
 
 
 async def test_person_connects_the_sandbox_in_the_demo_with_chromium(tmp_path: Path) -> None:
-    port, app_port = free_port(), free_port()
-    with run_process([str(BIN), "demo", "--port", str(port), "--app-port", str(app_port)],
-                     env=CLEAN_ENV, ready_line_prefix="alloy-oauth demo is running",
-                     cwd=tmp_path, timeout=30) as demo:
-        deadline = time.monotonic() + 5
-        while not any("ALLOY_API_KEY=" in line for line in demo.stdout_lines):
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.05)
+    with run_demo(tmp_path) as demo:
+        port, app_port = demo.port, demo.app_port
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
             try:

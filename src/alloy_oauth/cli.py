@@ -111,7 +111,7 @@ def demo(
         raise typer.Exit(2)
     migrate(settings.database_url)
     _, key = asyncio.run(_demo_account(settings.database_url))
-    server = create_app(settings)
+    server = create_app(settings, background=True)  # the refresher and webhook delivery
     runtime = server.state.runtime
     configured = [c.id for c in runtime.catalog.values()
                   if c.is_oauth and runtime.client_credentials(c) is not None]

@@ -11,7 +11,8 @@ from alloy_oauth.errors import Unauthorized
 from alloy_oauth.runtime import Runtime
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    # async: a plain def would cost a thread-pool hop on every request.
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -27,7 +28,7 @@ async def get_principal(
     if scheme.lower() != "bearer" or not key.strip():
         raise Unauthorized("Malformed Authorization header: use 'Bearer <API key>'.",
                            code="invalid_api_key")
-    return await authenticate(get_runtime(request).sessions, key.strip())
+    return await authenticate(request.app.state.runtime.sessions, key.strip())
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
