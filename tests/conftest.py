@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import secrets
 import sqlite3
-import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx2
 import pytest
@@ -21,29 +19,8 @@ from alloy_oauth.crypto import new_key
 from alloy_oauth.server.app import create_app
 from alloy_oauth.settings import Settings
 from alloy_oauth.store.db import create_engine, migrate, sessionmaker
+from tests.support.aio import run_coro
 from tests.support.servers import free_port, run_asgi
-
-T = TypeVar("T")
-
-
-def run_coro(factory: Callable[[], Awaitable[T]]) -> T:
-    """Run a coroutine to completion in a thread of its own (tests may already have a loop)."""
-    box: list[T] = []
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            box.append(asyncio.run(factory()))  # type: ignore[arg-type]
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join()
-    if errors:
-        raise errors[0]
-    return box[0]
-
 
 StartAlloy = Callable[..., contextlib.AbstractContextManager["Alloy"]]
 

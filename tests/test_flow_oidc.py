@@ -7,7 +7,6 @@ import logging
 import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx2
 import pytest
@@ -16,25 +15,10 @@ from alloy_oauth import AsyncAlloyOAuthFlow, ConnectionNotFound
 from alloy_oauth.example import create_app as create_example
 from tests.conftest import Alloy
 from tests.support.browser import HttpBrowser, query_params
-from tests.support.oidc import OidcProvider, provider_yaml_entry, start_oidc_provider
+from tests.support.oidc import OidcProvider, alloy_with_oidc
 from tests.support.servers import free_port, run_asgi
 
 StartAlloy = Callable[..., contextlib.AbstractContextManager[Alloy]]
-
-
-@contextlib.contextmanager
-def alloy_with_oidc(start_alloy: StartAlloy, **overrides: Any,
-                    ) -> Iterator[tuple[Alloy, OidcProvider]]:
-    """A server whose connector `oidc` is a real oidc-provider, configured by environment."""
-    port = free_port()
-    public = f"http://127.0.0.1:{port}"
-    with start_oidc_provider(redirect_uris=[f"{public}/api/strategy/callback"]) as oidc:
-        env = {"ALLOY_CONNECTOR_OIDC_CLIENT_ID": oidc.client_id,
-               "ALLOY_CONNECTOR_OIDC_CLIENT_SECRET": oidc.client_secret}
-        with start_alloy(providers=provider_yaml_entry(oidc), connector_env=env,
-                         public_url=public, **overrides) as alloy:
-            assert alloy.base_url == public
-            yield alloy, oidc
 
 
 @contextlib.contextmanager

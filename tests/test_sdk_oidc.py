@@ -14,8 +14,7 @@ from playwright.async_api import Browser, Page
 
 from tests.conftest import Alloy
 from tests.support.chromium import app_page_server, events, launch_chromium, open_app
-from tests.support.oidc import OidcProvider, provider_yaml_entry, start_oidc_provider
-from tests.support.servers import free_port
+from tests.support.oidc import OidcProvider, alloy_with_oidc
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -32,14 +31,9 @@ async def browser() -> AsyncIterator[Browser]:
 @contextlib.contextmanager
 def running(start_alloy: StartAlloy) -> Iterator[tuple[Alloy, OidcProvider, str]]:
     """The server with connector `oidc` = a real oidc-provider, and the SDK test app page."""
-    port = free_port()
-    public = f"http://127.0.0.1:{port}"
-    with start_oidc_provider(redirect_uris=[f"{public}/api/strategy/callback"]) as oidc:
-        env = {"ALLOY_CONNECTOR_OIDC_CLIENT_ID": oidc.client_id,
-               "ALLOY_CONNECTOR_OIDC_CLIENT_SECRET": oidc.client_secret}
-        with start_alloy(providers=provider_yaml_entry(oidc), connector_env=env,
-                         public_url=public) as alloy, app_page_server(alloy.base_url) as app:
-            yield alloy, oidc, app
+    with alloy_with_oidc(start_alloy) as (alloy, oidc), \
+            app_page_server(alloy.base_url) as app:
+        yield alloy, oidc, app
 
 
 async def user_token(alloy: Alloy) -> tuple[str, str]:

@@ -7,14 +7,14 @@ import json
 import secrets
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx2
 
-from .servers import run_process
+from .servers import free_port, run_process
 
 OIDC_DIR = Path(__file__).resolve().parent.parent / "oidc"
 SERVER_SCRIPT = OIDC_DIR / "server.mjs"
@@ -141,3 +141,17 @@ def provider_yaml_entry(p: OidcProvider, connector_id: str = "oidc") -> dict[str
             "authorize_params": {"prompt": "consent"},
         }
     }
+
+
+@contextlib.contextmanager
+def alloy_with_oidc(start_alloy: Callable[..., contextlib.AbstractContextManager[Any]],
+                    **overrides: Any) -> Iterator[tuple[Any, OidcProvider]]:
+    """An alloy-oauth server (from the `start_alloy` fixture) whose connector `oidc` is a real
+    oidc-provider, configured through the connector's environment variables."""
+    public = f"http://127.0.0.1:{free_port()}"
+    with start_oidc_provider(redirect_uris=[f"{public}/api/strategy/callback"]) as oidc:
+        env = {"ALLOY_CONNECTOR_OIDC_CLIENT_ID": oidc.client_id,
+               "ALLOY_CONNECTOR_OIDC_CLIENT_SECRET": oidc.client_secret}
+        with start_alloy(providers=provider_yaml_entry(oidc), connector_env=env,
+                         public_url=public, **overrides) as alloy:
+            yield alloy, oidc

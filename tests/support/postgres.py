@@ -8,7 +8,6 @@ them with apt-get when missing).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import pwd
@@ -16,13 +15,13 @@ import secrets
 import shutil
 import subprocess
 import tempfile
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]
 
+from .aio import run_coro
 from .servers import free_port
 
 
@@ -60,20 +59,7 @@ class PostgresCluster:
             finally:
                 await conn.close()
 
-        # A thread of its own: the caller may be inside a running event loop.
-        errors: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                asyncio.run(create())
-            except BaseException as exc:
-                errors.append(exc)
-
-        thread = threading.Thread(target=run)
-        thread.start()
-        thread.join()
-        if errors:
-            raise errors[0]
+        run_coro(create)
         return self.url(name)
 
 

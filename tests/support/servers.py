@@ -9,13 +9,12 @@ import socket
 import subprocess
 import tempfile
 import threading
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import uvicorn
+from alloy_oauth.testing import serve_in_thread
 
 HOST = "127.0.0.1"
 
@@ -28,66 +27,13 @@ def free_port() -> int:
         return port
 
 
-def _accepts_connections(port: int) -> bool:
-    try:
-        with socket.create_connection((HOST, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 @contextlib.contextmanager
 def run_asgi(app: Any, *, port: int | None = None, timeout: float = 15.0) -> Iterator[str]:
-    """Serve `app` with uvicorn in a background thread; yield "http://127.0.0.1:PORT".
+    """Serve `app` with uvicorn in a background thread, lifespan on; yield its base URL.
 
-    The event loop lives in that thread; lifespan is on. Without `port` the OS picks a free
-    one (no race). On exit the server shuts down, running lifespan shutdown.
-    """
-    config = uvicorn.Config(
-        app,
-        host=HOST,
-        port=0 if port is None else port,
-        log_level="warning",
-        lifespan="on",
-        # A test that leaves a slow request hanging must not stall the shutdown.
-        timeout_graceful_shutdown=2,
-    )
-    server = uvicorn.Server(config)
-    failure: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            server.run()
-        except BaseException as exc:  # SystemExit on startup failure too: report it below
-            failure.append(exc)
-
-    thread = threading.Thread(target=target, name=f"uvicorn-{type(app).__name__}", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + timeout
-    while not server.started:
-        if not thread.is_alive():
-            detail = f": {failure[0]!r}" if failure else ""
-            raise RuntimeError(
-                f"uvicorn exited before it started serving{detail} (app traceback logged above)"
-            )
-        if time.monotonic() > deadline:
-            server.should_exit = True
-            thread.join(5)
-            raise RuntimeError(f"uvicorn did not start within {timeout} s")
-        time.sleep(0.01)
-    bound_port: int = server.servers[0].sockets[0].getsockname()[1]
-    if not _accepts_connections(bound_port):
-        server.should_exit = True
-        thread.join(5)
-        raise RuntimeError(f"uvicorn reported started but port {bound_port} refuses connections")
-    try:
-        yield f"http://{HOST}:{bound_port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        if thread.is_alive():
-            server.force_exit = True
-            thread.join(5)
+    The same runner users get for emulators (`alloy_oauth.testing.serve_in_thread`)."""
+    with serve_in_thread(app, port=port or 0, timeout=timeout, lifespan="on") as url:
+        yield url
 
 
 @dataclass

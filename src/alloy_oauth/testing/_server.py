@@ -6,7 +6,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 
@@ -14,10 +14,13 @@ HOST = "127.0.0.1"
 
 
 @contextlib.contextmanager
-def serve_in_thread(app: Any, *, port: int = 0, timeout: float = 15.0) -> Iterator[str]:
-    """Run `app` with uvicorn on 127.0.0.1 until the block ends; yield its base URL."""
+def serve_in_thread(app: Any, *, port: int = 0, timeout: float = 15.0,
+                    lifespan: Literal["on", "off"] = "off") -> Iterator[str]:
+    """Run `app` with uvicorn on 127.0.0.1 until the block ends; yield its base URL.
+
+    With `port=0` the OS picks a free port while binding (no race)."""
     server = uvicorn.Server(uvicorn.Config(
-        app, host=HOST, port=port, log_level="warning", lifespan="off",
+        app, host=HOST, port=port, log_level="warning", lifespan=lifespan,
         timeout_graceful_shutdown=2,
     ))
     failure: list[BaseException] = []
@@ -36,7 +39,7 @@ def serve_in_thread(app: Any, *, port: int = 0, timeout: float = 15.0) -> Iterat
             server.should_exit = True
             thread.join(5)
             detail = f": {failure[0]!r}" if failure else ""
-            raise RuntimeError(f"the emulator did not start{detail}")
+            raise RuntimeError(f"uvicorn did not start serving {type(app).__name__}{detail}")
         time.sleep(0.01)
     bound: int = server.servers[0].sockets[0].getsockname()[1]
     try:
