@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import httpx2
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -31,17 +29,6 @@ class Runtime:
     box: SecretBox
     catalog: dict[str, Connector]
     transport: httpx2.AsyncBaseTransport
-    # Per-process single flight for refreshes; the database lease covers other processes.
-    _refresh_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = field(
-        default_factory=weakref.WeakValueDictionary
-    )
-
-    def refresh_lock(self, connection_id: str) -> asyncio.Lock:
-        lock = self._refresh_locks.get(connection_id)
-        if lock is None:
-            lock = asyncio.Lock()
-            self._refresh_locks[connection_id] = lock
-        return lock
 
     @property
     def callback_url(self) -> str:
