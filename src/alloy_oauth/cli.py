@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from alloy_oauth import accounts
 from alloy_oauth.crypto import new_key
+from alloy_oauth.errors import ServiceError
 from alloy_oauth.settings import load_settings
 from alloy_oauth.store.db import create_engine, migrate, sessionmaker
 
@@ -56,6 +57,46 @@ def keys_create(
     account_id, key = asyncio.run(_with_sessions(url, name, account))
     _err(f"account: {account_id} (the key is shown only now; it is stored hashed)")
     typer.echo(key)
+
+
+async def _keys(url: str, account: str | None, revoke: str | None) -> list[str]:
+    engine = create_engine(url)
+    try:
+        sessions = sessionmaker(engine)
+        if revoke:
+            found = [await accounts.revoke_key(sessions, revoke)]
+        else:
+            found = await accounts.list_keys(sessions, account)
+    finally:
+        await engine.dispose()
+    stamp = "%Y-%m-%dT%H:%M:%SZ"
+    return [f"{k.id}  {k.prefix}...  account={k.account_id}  name={k.name}  "
+            f"created={k.created_at:{stamp}}  "
+            f"{f'revoked={k.revoked_at:{stamp}}' if k.revoked_at else 'active'}"
+            for k in found]
+
+
+@keys_app.command("list")
+def keys_list(
+    account: Annotated[str | None, typer.Option(help="Only this account's keys.")] = None,
+) -> None:
+    """List API keys: id, prefix, account, name, created, active or revoked (never the key)."""
+    for line in asyncio.run(_keys(_migrate(), account, None)):
+        typer.echo(line)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key: Annotated[str, typer.Argument(help="The key's id (key_...) or its prefix "
+                                            "(the first 10 characters, as `keys list` shows).")],
+) -> None:
+    """Revoke an API key: every server process refuses it from now on."""
+    try:
+        [line] = asyncio.run(_keys(_migrate(), None, key))
+    except ServiceError as exc:
+        _err(f"error: {exc.message}")
+        raise typer.Exit(1) from None
+    typer.echo(line)
 
 
 @keys_app.command("encryption-key")
