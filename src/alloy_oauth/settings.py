@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     webhook_retry_base: float = Field(default=10.0, gt=0)
     webhook_max_attempts: int = Field(default=12, ge=1)
     webhook_timeout: float = Field(default=10.0, gt=0)
+    # Production: let webhook URLs reach private, loopback and link-local addresses (an internal
+    # receiver). Off: only public addresses, checked when set and at every delivery.
+    webhook_allow_private: bool = False
     proxy_retries: int = Field(default=2, ge=0)  # on 429/5xx, idempotent methods only
     proxy_max_retry_after: float = Field(default=10.0, ge=0)  # longer waits go to the caller
     # A connector's environment variables, `ALLOY_CONNECTOR_<ID>_...`, kept from the environment.

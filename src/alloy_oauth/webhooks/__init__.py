@@ -17,7 +17,6 @@ import logging
 import threading
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import delete, event, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,6 +27,7 @@ from alloy_oauth.errors import BadRequest, NotFound
 from alloy_oauth.ids import new_id
 from alloy_oauth.runtime import Runtime
 from alloy_oauth.store.models import Connection, utcnow
+from alloy_oauth.webhooks import guard
 from alloy_oauth.webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 log = logging.getLogger(__name__)
@@ -138,15 +138,17 @@ event.listen(Session, "after_soft_rollback", lambda s, _t: _after_rollback(s))
 
 # --- the account's endpoint ------------------------------------------------------------------
 
-def check_url(rt: Runtime, url: str) -> str:
-    parts = urlsplit(url)
-    local = parts.hostname in {"localhost", "127.0.0.1"}
-    if not parts.hostname or not (
-        parts.scheme == "https"
-        or (parts.scheme == "http" and local and not rt.settings.is_production)
-    ):
-        raise BadRequest(f"Invalid webhook URL '{url[:200]}': it must be an https URL "
-                         "(http://localhost only in development).", code="invalid_webhook_url")
+async def check_url(rt: Runtime, url: str) -> str:
+    """`url` if it may receive webhooks, else BadRequest naming why (see guard.py): https
+    (http://localhost too in development) and, in production, a host that is and resolves to
+    public addresses only, unless `ALLOY_WEBHOOK_ALLOW_PRIVATE`. The message names the host,
+    never the rest of the URL (it may carry a token)."""
+    settings = rt.settings
+    problem = guard.url_problem(url, production=settings.is_production)
+    if problem is None and settings.is_production and not settings.webhook_allow_private:
+        problem = await guard.host_problem(url, timeout=min(settings.webhook_timeout, 5.0))
+    if problem is not None:
+        raise BadRequest(f"Invalid webhook URL: {problem}.", code="invalid_webhook_url")
     return url
 
 
@@ -184,7 +186,7 @@ def no_endpoint() -> NotFound:
 async def put_endpoint(rt: Runtime, account_id: str, *, url: str, events: list[str],
                        enabled: bool) -> tuple[WebhookEndpoint, str | None]:
     """Set the account's webhook URL. Returns the endpoint and, when it is new, its secret."""
-    check_url(rt, url)
+    await check_url(rt, url)
     events = check_events(events)
     async with rt.sessions.begin() as db:
         endpoint = (await db.execute(select(WebhookEndpoint).where(

@@ -17,6 +17,7 @@ from alloy_oauth import webhooks
 from alloy_oauth.ids import new_id
 from alloy_oauth.runtime import Runtime
 from alloy_oauth.store.models import utcnow
+from alloy_oauth.webhooks.guard import GuardedTransport, TargetRefused, url_problem
 from alloy_oauth.webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 log = logging.getLogger(__name__)
@@ -39,8 +40,14 @@ class WebhookDispatcher:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.owner = new_id("disp")
-        self.client = httpx2.AsyncClient(timeout=rt.settings.webhook_timeout,
-                                         follow_redirects=False)
+        # In production every connection goes through the SSRF guard (see guard.py): the host
+        # is resolved, every address checked, and the socket opened to a checked address.
+        # Redirects are never followed, so a receiver cannot bounce a delivery elsewhere.
+        settings = rt.settings
+        self.guarded = settings.is_production and not settings.webhook_allow_private
+        self.client = httpx2.AsyncClient(
+            timeout=settings.webhook_timeout, follow_redirects=False,
+            transport=GuardedTransport() if self.guarded else None)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._last_cleanup = 0.0
@@ -142,15 +149,23 @@ class WebhookDispatcher:
         started = time.monotonic()
         status_code: int | None = None
         error: str | None = None
+        # A target the policy refuses (the URL here, its addresses in the transport) is a
+        # final failure: retrying would not make it allowed.
+        refused = url_problem(endpoint.url, production=self.rt.settings.is_production)
         try:
-            response = await self.client.post(endpoint.url, content=body, headers=headers)
-            status_code = response.status_code
-            if not 200 <= status_code < 300:
-                error = f"the endpoint answered HTTP {status_code}"
+            if refused is None:
+                response = await self.client.post(endpoint.url, content=body, headers=headers)
+                status_code = response.status_code
+                if not 200 <= status_code < 300:
+                    error = f"the endpoint answered HTTP {status_code}"
+        except TargetRefused as exc:
+            refused = exc.reason
         except httpx2.TimeoutException:
             error = "the endpoint did not answer in time"
         except httpx2.HTTPError as exc:
             error = f"cannot reach the endpoint ({type(exc).__name__})"
+        if refused is not None:
+            error = f"refused: {refused}"
         duration = int((time.monotonic() - started) * 1000)
         now = utcnow()
         async with self.rt.sessions.begin() as db:
@@ -161,7 +176,7 @@ class WebhookDispatcher:
             await self._finish(evt, status="delivered", attempts=attempt, last_error=None,
                                finished_at=now)
             log.info("webhook %s (%s) delivered", evt.id, evt.type)
-        elif attempt >= self.rt.settings.webhook_max_attempts:
+        elif refused is not None or attempt >= self.rt.settings.webhook_max_attempts:
             await self._finish(evt, status="failed", attempts=attempt, last_error=error,
                                finished_at=now)
             log.warning("webhook %s (%s) failed for good: %s", evt.id, evt.type, error)
