@@ -161,6 +161,12 @@ def wrk_throughput(url: str, headers: dict[str, str], *, connections: int,
     return float(found.group(1))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 # --- setting up -------------------------------------------------------------------------------
 
 async def seed(database_url: str, keys: str) -> tuple[str, str]:
@@ -241,31 +247,47 @@ def main() -> None:
             wait_ready(f"http://{HOST}:{up_port}/api/ready", upstream, tmp / "upstream.log")
             wait_ready(f"http://{HOST}:{port}/healthz", alloy, tmp / "server.log")
             report = asyncio.run(measure(args, use_wrk, port, up_port, auth, conn_id,
-                                         args.database))
+                                         args.database, alloy.pid))
     print(report)
     if args.out:
         args.out.write_text(report + "\n")
 
 
 async def measure(args: argparse.Namespace, use_wrk: bool, port: int, up_port: int,
-                  auth: dict[str, str], conn_id: str, database: str) -> str:
+                  auth: dict[str, str], conn_id: str, database: str, server_pid: int) -> str:
     bare_path, token_path = "/healthz", f"/connections/{conn_id}/token"
     proxy_path, direct_path = f"/connections/{conn_id}/proxy/me", "/api/me"
 
-    async def rate(path: str, headers: dict[str, str]) -> float:
+    async def rate(path: str, headers: dict[str, str]) -> tuple[float, float]:
+        """Requests per second, and the server's CPU milliseconds per request meanwhile
+        (the second is what the server itself spends: it does not depend on the load
+        generator or on other processes sharing the machine)."""
+        cpu_before = cpu_seconds(server_pid)
         if use_wrk:
-            return await asyncio.to_thread(
+            per_second = await asyncio.to_thread(
                 wrk_throughput, f"http://{HOST}:{port}{path}", headers,
                 connections=args.connections, seconds=args.seconds)
-        return await throughput(port, request_bytes(port, path, headers),
-                                connections=args.connections, seconds=args.seconds)
+        else:
+            per_second = await throughput(port, request_bytes(port, path, headers),
+                                          connections=args.connections, seconds=args.seconds)
+        # The asyncio client's 1 s warm-up is load too; wrk has none.
+        loaded = args.seconds + (0 if use_wrk else 1)
+        cpu_ms = (cpu_seconds(server_pid) - cpu_before) * 1000 / (per_second * loaded)
+        return per_second, cpu_ms
 
     bare: list[float] = []
     token: list[float] = []
+    bare_cpu: list[float] = []
+    token_cpu: list[float] = []
     for _ in range(args.rounds):  # interleaved, so drift affects both alike
-        bare.append(await rate(bare_path, {}))
-        token.append(await rate(token_path, auth))
+        rate_b, cpu_b = await rate(bare_path, {})
+        rate_t, cpu_t = await rate(token_path, auth)
+        bare.append(rate_b)
+        token.append(rate_t)
+        bare_cpu.append(cpu_b)
+        token_cpu.append(cpu_t)
     ratios = [t / b for b, t in zip(bare, token, strict=True)]
+    cpu_ratio = statistics.median(bare_cpu) / statistics.median(token_cpu)
 
     direct_times: list[float] = []
     proxy_times: list[float] = []
@@ -300,6 +322,8 @@ async def measure(args: argparse.Namespace, use_wrk: bool, port: int, up_port: i
         f"(runs: {', '.join(f'{t:,.0f}' for t in token)}) |",
         f"| **token / bare throughput** | **{ratio:.2f}** (aim: at least 0.50; "
         f"{'met' if ratio >= 0.5 else 'NOT met'}) |",
+        f"| server CPU per request, bare / token | {statistics.median(bare_cpu):.3f} ms / "
+        f"{statistics.median(token_cpu):.3f} ms (bare / token = {cpu_ratio:.2f}) |",
         f"| direct call to the API, median / p90 | {d50:.3f} ms / {q(direct_times, 90):.3f} ms |",
         f"| same call through the proxy, median / p90 | {p50:.3f} ms / "
         f"{q(proxy_times, 90):.3f} ms |",

@@ -20,6 +20,7 @@ from alloy_oauth.client import (
     AuthenticationError,
     Connection,
     ConnectionNotFound,
+    DeletedConnection,
     InvalidAuthorizationCode,
     InvalidRedirectUri,
     NeedsReauth,
@@ -324,7 +325,7 @@ def test_get_access_token_parses_expiry_and_asks_for_forced_refresh() -> None:
             "DELETE",
             "/connections/conn_1",
             {},
-            None,
+            DeletedConnection(revoked=None, revocation_error=None),
         ),
         (
             lambda f: f.list_connectors(),

@@ -68,3 +68,51 @@ async def test_github_error_answered_with_http_200_is_an_error(start_alloy: Star
             assert flow.error == "provider_error"
             assert "invalid_client" in flow.query["error_description"]
             assert alloy.rows("connections") == 0
+
+
+async def test_deleting_the_connection_deletes_the_grant_at_github_the_documented_way(
+        start_alloy: StartAlloy) -> None:
+    with GitHubEmulator() as github, start_alloy(providers=github.providers_entry(),
+                                                 connector_env=github.connector_env()) as alloy:
+        async with alloy.api() as api:
+            flow = await connect_flow(api, "github", redirect_uri=APP)
+            token = (await api.get(f"/connections/{flow.connection_id}/token")).json()
+            deleted = await api.delete(f"/connections/{flow.connection_id}")
+            assert deleted.status_code == 200, deleted.text
+            assert deleted.json() == {"success": True, "revoked": True, "revocationError": None}
+            assert (await api.get(f"/connections/{flow.connection_id}")).status_code == 404
+        [revoke] = github.revoke_requests
+        # DELETE /applications/{client_id}/grant, Basic client_id:client_secret, JSON body.
+        assert revoke.method == "DELETE"
+        assert revoke.path == f"/api/applications/{github.client_id}/grant"
+        assert revoke.basic_auth == (github.client_id, github.client_secret)
+        assert revoke.content_type == "application/json"
+        assert revoke.params == {"access_token": token["accessToken"]}
+        assert revoke.headers["accept"] == "application/vnd.github+json"
+        assert revoke.headers["x-github-api-version"] == "2022-11-28"
+        # The grant is gone: its token no longer works at the API.
+        async with httpx2.AsyncClient() as http:
+            user = await http.get(f"{github.base_url}/api/user",
+                                  headers={"Authorization": f"Bearer {token['accessToken']}"})
+        assert user.status_code == 401
+        assert github.access_tokens == {}
+
+
+async def test_an_expired_github_app_token_is_refreshed_before_the_grant_is_deleted(
+        start_alloy: StartAlloy) -> None:
+    from tests.test_refresh import set_expiry
+
+    with GitHubEmulator(expiring_tokens=True) as github, start_alloy(
+            providers=github.providers_entry(), connector_env=github.connector_env()) as alloy:
+        async with alloy.api() as api:
+            flow = await connect_flow(api, "github", redirect_uri=APP)
+            assert flow.connection_id
+            old = (await api.get(f"/connections/{flow.connection_id}/token")).json()
+            github.expire_access_tokens()  # GitHub wants a valid access token to find the grant
+            set_expiry(alloy.settings.database_url, flow.connection_id, -60, lifetime=28800)
+            deleted = (await api.delete(f"/connections/{flow.connection_id}")).json()
+        assert deleted["revoked"] is True, deleted
+        assert github.token_requests[-1].grant_type == "refresh_token"
+        [revoke] = github.revoke_requests
+        assert revoke.params["access_token"] != old["accessToken"]
+        assert github.access_tokens == {} and github.refresh_tokens == {}

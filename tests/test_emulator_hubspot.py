@@ -93,3 +93,47 @@ async def test_consent_page_allow_connects_and_deny_reaches_the_app(
                                           json={"code": query["code"], "state": decision})
                     assert done.status_code == 200, done.text
         assert alloy.rows("connections") == 1
+
+
+async def test_deleting_the_connection_deletes_the_refresh_token_at_hubspot(
+        start_alloy: StartAlloy) -> None:
+    with HubSpotEmulator() as hubspot, start_alloy(
+            providers=hubspot.providers_entry(), connector_env=hubspot.connector_env()) as alloy:
+        async with alloy.api() as api:
+            flow = await connect_flow(api, "hubspot", redirect_uri=APP)
+            token = (await api.get(f"/connections/{flow.connection_id}/token")).json()
+            [refresh_token] = hubspot.refresh_tokens
+            deleted = await api.delete(f"/connections/{flow.connection_id}")
+            assert deleted.status_code == 200, deleted.text
+            assert deleted.json() == {"success": True, "revoked": True, "revocationError": None}
+        [revoke] = hubspot.revoke_requests
+        # DELETE /oauth/v1/refresh-tokens/{token}, no client authentication, no body.
+        assert revoke.method == "DELETE"
+        assert revoke.path == f"/oauth/v1/refresh-tokens/{refresh_token}"
+        assert "authorization" not in revoke.headers
+        assert hubspot.refresh_tokens == {}
+        async with httpx2.AsyncClient() as http:
+            renewed = await http.post(f"{hubspot.base_url}/oauth/v3/token", data={
+                "grant_type": "refresh_token", "refresh_token": refresh_token,
+                "client_id": hubspot.client_id, "client_secret": hubspot.client_secret})
+            # As HubSpot documents: the access token already issued lives on until it expires.
+            details = await http.get(f"{hubspot.base_url}/account-info/v3/details",
+                                     headers={"Authorization": f"Bearer {token['accessToken']}"})
+        assert renewed.status_code == 400 and renewed.json()["status"] == "BAD_REFRESH_TOKEN"
+        assert details.status_code == 200
+
+
+async def test_a_hubspot_refresh_token_unknown_there_is_reported_not_revoked(
+        start_alloy: StartAlloy) -> None:
+    with HubSpotEmulator() as hubspot, start_alloy(
+            providers=hubspot.providers_entry(), connector_env=hubspot.connector_env()) as alloy:
+        async with alloy.api() as api:
+            flow = await connect_flow(api, "hubspot", redirect_uri=APP)
+            hubspot.refresh_tokens.clear()  # the app was uninstalled from the portal
+            deleted = await api.delete(f"/connections/{flow.connection_id}")
+            assert deleted.status_code == 200
+            body = deleted.json()
+            assert (await api.get(f"/connections/{flow.connection_id}")).status_code == 404
+        assert body["success"] is True and body["revoked"] is False
+        assert "refresh token not found" in body["revocationError"]
+        assert len(hubspot.revoke_requests) == 1  # one kind of token, tried once

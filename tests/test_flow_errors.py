@@ -439,10 +439,11 @@ async def test_flow_for_a_named_user_belongs_to_that_user(start_alloy: StartAllo
             ada = (await api.get(f"/users/{user_id}")).json()
             assert ada["username"] == "ada" and ada["fullName"] == "Ada L."
             deleted = await api.delete(f"/users/{user_id}/credentials/{conn['credentialId']}")
-            assert deleted.json() == {"success": True}
+            assert deleted.json() == {"success": True, "revoked": True, "revocationError": None}
             left = (await api.get("/connections", params={"userId": "ada"})).json()
             assert [c["connectionId"] for c in left["connections"]] == [second]
-            assert (await api.delete("/users/ada")).json() == {"success": True}
+            assert (await api.delete("/users/ada")).json() == {"success": True,
+                                                               "connectionsDeleted": 1}
             assert_error(await api.get("/users/ada"), 404, "user_not_found")
 
 

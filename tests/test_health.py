@@ -183,7 +183,7 @@ async def test_revoked_grant_needs_reauth_after_one_attempt_with_webhook_and_no_
             # Reconnecting gives a working connection again.
             fresh_id = await connect()
             assert (await token_of(api, fresh_id)).status_code == 200
-            assert len(receiver.events("connection.created")) == 2
+            assert len(await receiver.wait_for("connection.created", count=2)) == 2
 
 
 def shared_database(database_url: str, tmp_path: Path, provider_url: str) -> Alloy:

@@ -14,6 +14,7 @@ from alloy_oauth.providers import Connector, load_catalog
 from alloy_oauth.settings import Settings
 from alloy_oauth.store.db import create_engine, sessionmaker
 from alloy_oauth.store.models import Connection
+from alloy_oauth.store.reads import Reader
 
 SANDBOX_ID = "sandbox"
 SANDBOX_CLIENT_ID = "alloy-sandbox"
@@ -26,6 +27,7 @@ class Runtime:
     settings: Settings
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
+    reads: Reader
     box: SecretBox
     catalog: dict[str, Connector]
     transport: httpx2.AsyncBaseTransport
@@ -97,6 +99,7 @@ class Runtime:
 
     async def aclose(self) -> None:
         await self.transport.aclose()
+        self.reads.dispose()
         await self.engine.dispose()
 
 
@@ -132,6 +135,7 @@ def build_runtime(settings: Settings) -> Runtime:
         settings=settings,
         engine=engine,
         sessions=sessionmaker(engine),
+        reads=Reader(engine),
         box=encryption_box(settings),
         catalog=catalog,
         transport=httpx2.AsyncHTTPTransport(

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from alloy_oauth.crypto import random_token, sha256
 from alloy_oauth.errors import Conflict, NotFound, Unauthorized
 from alloy_oauth.ids import new_id
-from alloy_oauth.store.models import Account, ApiKey, User
+from alloy_oauth.store.models import Account, ApiKey, User, utcnow
+from alloy_oauth.store.reads import Reader
 
 KEY_PREFIX = "ak_"
+# delete_user's hook: runs before, returns the step run inside the deleting transaction.
+BeforeUserDeleted = Callable[[str], Awaitable[Callable[[AsyncSession], Awaitable[int]]]]
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,37 @@ async def add_key(sessions: async_sessionmaker[AsyncSession], account_id: str, n
     return key
 
 
+async def list_keys(sessions: async_sessionmaker[AsyncSession],
+                    account_id: str | None = None) -> list[ApiKey]:
+    """API keys (hashes only; never the key), oldest first; of one account when given."""
+    query = select(ApiKey).order_by(ApiKey.created_at)
+    if account_id:
+        query = query.where(ApiKey.account_id == account_id)
+    async with sessions() as db:
+        return list((await db.execute(query)).scalars())
+
+
+async def revoke_key(sessions: async_sessionmaker[AsyncSession], ref: str) -> ApiKey:
+    """Revoke an API key by its id or its shown prefix (`ak_` and 7 more characters).
+    From the commit on, every server process refuses it: keys are checked in the database
+    on each request, never cached."""
+    async with sessions.begin() as db:
+        found = list((await db.execute(select(ApiKey).where(
+            or_(ApiKey.id == ref, ApiKey.prefix == ref)))).scalars())
+        if not found:
+            # A whole key typed by mistake is not echoed: only what a prefix would show.
+            shown = f"{ref[:10]}..." if ref.startswith(KEY_PREFIX) and len(ref) > 10 else ref
+            raise NotFound(f"API key not found: no key with id or prefix '{shown}' "
+                           "(`alloy-oauth keys list` shows them).", code="key_not_found")
+        if len(found) > 1:
+            raise Conflict(f"The prefix '{ref}' names {len(found)} keys: revoke by key id.",
+                           code="ambiguous_key")
+        key = found[0]
+        if key.revoked_at is None:
+            key.revoked_at = utcnow()
+    return key
+
+
 async def find_account(sessions: async_sessionmaker[AsyncSession], name: str) -> str | None:
     async with sessions() as db:
         return (await db.execute(
@@ -58,13 +93,15 @@ async def find_account(sessions: async_sessionmaker[AsyncSession], name: str) ->
         )).scalar()
 
 
-async def authenticate(sessions: async_sessionmaker[AsyncSession], key: str) -> Principal:
-    async with sessions() as db:
-        row = (await db.execute(
-            select(ApiKey.id, ApiKey.account_id, User.id)
-            .join(User, (User.account_id == ApiKey.account_id) & User.is_default)
-            .where(ApiKey.key_hash == sha256(key), ApiKey.revoked_at.is_(None))
-        )).first()
+_KEY_QUERY = (
+    select(ApiKey.id, ApiKey.account_id, User.id)
+    .join(User, (User.account_id == ApiKey.account_id) & User.is_default)
+    .where(ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None))
+)
+
+
+async def authenticate(reads: Reader, key: str) -> Principal:
+    row = await reads.first(_KEY_QUERY, {"key_hash": sha256(key)})
     if row is None:
         raise Unauthorized(
             "Invalid API key: check the key in your Authorization: Bearer header "
@@ -108,10 +145,27 @@ async def list_users(sessions: async_sessionmaker[AsyncSession], account_id: str
 
 
 async def delete_user(sessions: async_sessionmaker[AsyncSession], account_id: str,
-                      user_ref: str) -> None:
-    async with sessions.begin() as db:
-        user = await find_user(db, account_id, user_ref)
+                      user_ref: str, *, before: BeforeUserDeleted | None = None) -> int:
+    """Delete a user of the account (never its default user).
+
+    `before(user_id)` runs first, outside any transaction (revocation at providers), and gives
+    back a step run inside the deleting transaction (deleting the user's connections with their
+    events); its answer, the number of connections deleted, is returned (0 without `before`).
+    """
+    def refuse_default(user: User) -> None:
         if user.is_default:
             raise Conflict("The account's default user cannot be deleted.",
                            code="default_user")
+
+    finish = None
+    if before is not None:
+        async with sessions() as db:
+            user = await find_user(db, account_id, user_ref)
+        refuse_default(user)
+        finish = await before(user.id)
+    async with sessions.begin() as db:
+        user = await find_user(db, account_id, user_ref)
+        refuse_default(user)
+        deleted = await finish(db) if finish is not None else 0
         await db.delete(user)
+    return deleted

@@ -12,7 +12,7 @@ from ._errors import (
     NotFound,
     RateLimited,
 )
-from ._models import AccessToken, Connection, OAuthStart
+from ._models import AccessToken, Connection, DeletedConnection, OAuthStart
 from ._sync import AlloyOAuthFlow
 from .webhooks import WebhookSignatureError, parse_webhook, verify_webhook_signature
 
@@ -24,6 +24,7 @@ __all__ = [
     "AuthenticationError",
     "Connection",
     "ConnectionNotFound",
+    "DeletedConnection",
     "InvalidAuthorizationCode",
     "InvalidRedirectUri",
     "NeedsReauth",

@@ -10,7 +10,7 @@ from typing import Any, Self, TypeVar
 import httpx2
 
 from . import _core
-from ._models import AccessToken, Connection, OAuthStart
+from ._models import AccessToken, Connection, DeletedConnection, OAuthStart
 
 T = TypeVar("T")
 
@@ -154,9 +154,10 @@ class AsyncAlloyOAuthFlow:
         """A valid access token, refreshed by the server first when it is about to expire."""
         return await self._run(_core.get_access_token(connection_id, force_refresh=force_refresh))
 
-    async def delete_connection(self, connection_id: str) -> None:
-        """Revoke (where the provider can) and delete a connection."""
-        await self._run(_core.delete_connection(connection_id))
+    async def delete_connection(self, connection_id: str) -> DeletedConnection:
+        """Revoke (where the provider can) and delete a connection; says whether the provider
+        revoked the grant (``revoked`` True, False with ``revocation_error``, or None)."""
+        return await self._run(_core.delete_connection(connection_id))
 
     async def list_connectors(self) -> list[dict[str, Any]]:
         return await self._run(_core.list_connectors())

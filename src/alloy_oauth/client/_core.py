@@ -27,7 +27,7 @@ from ._errors import (
     NotFound,
     RateLimited,
 )
-from ._models import AccessToken, Connection, OAuthStart
+from ._models import AccessToken, Connection, DeletedConnection, OAuthStart
 
 T = TypeVar("T")
 
@@ -282,9 +282,20 @@ def get_access_token(connection_id: str, *, force_refresh: bool) -> Operation[Ac
     return Operation("GET", path, _parse_token, params=params)
 
 
-def delete_connection(connection_id: str) -> Operation[None]:
+def _parse_deleted(answer: Any) -> DeletedConnection:
+    # Servers before revocation reporting answer {"success": true} (or nothing): unknown.
+    body = answer if isinstance(answer, dict) else {}
+    revoked = body.get("revoked")
+    error = body.get("revocationError")
+    return DeletedConnection(
+        revoked=revoked if isinstance(revoked, bool) else None,
+        revocation_error=error if isinstance(error, str) else None,
+    )
+
+
+def delete_connection(connection_id: str) -> Operation[DeletedConnection]:
     path = f"/connections/{_seg(connection_id, 'connection_id')}"
-    return Operation("DELETE", path, lambda _answer: None)
+    return Operation("DELETE", path, _parse_deleted)
 
 
 def list_connectors() -> Operation[list[dict[str, Any]]]:

@@ -42,3 +42,16 @@ class AccessToken:
     access_token: str = field(repr=False)
     token_type: str
     expires_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeletedConnection:
+    """What deleting a connection did at the provider.
+
+    ``revoked`` is True (the provider revoked the grant), False (it could not be told or
+    refused: ``revocation_error`` says why; the connection is deleted all the same) or None
+    (the provider offers no revocation, or the server does not say).
+    """
+
+    revoked: bool | None = None
+    revocation_error: str | None = None

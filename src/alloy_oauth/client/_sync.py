@@ -10,7 +10,7 @@ from typing import Any, Self, TypeVar
 import httpx2
 
 from . import _core
-from ._models import AccessToken, Connection, OAuthStart
+from ._models import AccessToken, Connection, DeletedConnection, OAuthStart
 
 T = TypeVar("T")
 
@@ -151,9 +151,10 @@ class AlloyOAuthFlow:
         """A valid access token, refreshed by the server first when it is about to expire."""
         return self._run(_core.get_access_token(connection_id, force_refresh=force_refresh))
 
-    def delete_connection(self, connection_id: str) -> None:
-        """Revoke (where the provider can) and delete a connection."""
-        self._run(_core.delete_connection(connection_id))
+    def delete_connection(self, connection_id: str) -> DeletedConnection:
+        """Revoke (where the provider can) and delete a connection; says whether the provider
+        revoked the grant (``revoked`` True, False with ``revocation_error``, or None)."""
+        return self._run(_core.delete_connection(connection_id))
 
     def list_connectors(self) -> list[dict[str, Any]]:
         return self._run(_core.list_connectors())

@@ -14,10 +14,13 @@ The one place that decides and performs refreshes (`_refresh.py`):
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from alloy_oauth import oauth, webhooks
 from alloy_oauth.connections._refresh import (
@@ -30,9 +33,9 @@ from alloy_oauth.connections._refresh import (
     refresh,
     refresh_margin,
 )
-from alloy_oauth.errors import Conflict, connection_not_found
+from alloy_oauth.errors import Conflict, ServiceError, connection_not_found
 from alloy_oauth.runtime import Runtime
-from alloy_oauth.store.models import Connection
+from alloy_oauth.store.models import Connection, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -49,19 +52,24 @@ __all__ = [
     "needs_refresh",
     "refresh",
     "refresh_margin",
+    "revoke_for_user",
 ]
 
 # A revocation call must not hold the caller for the provider's full timeout.
 REVOKE_TIMEOUT = 10.0
+# Revocations a user's deletion runs at once.
+USER_REVOKE_CONCURRENCY = 4
+
+
+_BY_REF = select(Connection).where(
+    Connection.account_id == bindparam("account_id"),
+    (Connection.id == bindparam("ref")) | (Connection.credential_id == bindparam("ref")))
 
 
 async def get(rt: Runtime, account_id: str, connection_id: str) -> Connection:
     """The account's connection (by connection or credential id); another account's is 404."""
-    async with rt.sessions() as db:
-        conn = (await db.execute(select(Connection).where(
-            Connection.account_id == account_id,
-            (Connection.id == connection_id) | (Connection.credential_id == connection_id),
-        ))).scalar()
+    conn = await rt.reads.entity(Connection, _BY_REF,
+                                 {"account_id": account_id, "ref": connection_id})
     if conn is None:
         raise connection_not_found()
     return conn
@@ -100,17 +108,27 @@ class Deleted:
 
 async def _revoke(rt: Runtime, conn: Connection) -> Deleted:
     connector = rt.catalog.get(conn.connector_id)
-    creds = await rt.connection_credentials(connector, conn) if connector else None
-    if conn.credential_type != "oauth2" or not connector or not connector.revocation_url:
+    if conn.credential_type != "oauth2" or not connector or not connector.revocable:
         return Deleted(None, None)
+    creds = await rt.connection_credentials(connector, conn)
     if creds is None:
         return Deleted(False, "connector_not_configured: the connector has no OAuth app "
                               "configured any more, so the grant could not be revoked")
-    error = "no token to revoke"
-    # Revoking the refresh token ends the whole grant at most providers; the access token is
-    # the fallback for providers that only accept that.
-    for enc, hint, kind in ((conn.refresh_token_enc, "refresh_token", "refresh"),
-                            (conn.access_token_enc, "access_token", "access")):
+    hints = oauth.revocation_tokens(connector)
+    if hints == ("access_token",) and conn.refresh_token_enc is not None \
+            and conn.expires_at is not None and conn.expires_at <= utcnow():
+        # The provider's call takes the access token (GitHub, Dropbox) and wants a valid one.
+        try:
+            conn = await fresh(rt, conn)
+        except ServiceError as exc:
+            log.warning("refresh before revoking %s failed: %s", conn.id, exc.code)
+    error = f"no {hints[0].replace('_', ' ')} to revoke"
+    # RFC 7009: revoking the refresh token ends the whole grant at most providers; the access
+    # token is the fallback for providers that only accept that.
+    stored = {"refresh_token": (conn.refresh_token_enc, "refresh"),
+              "access_token": (conn.access_token_enc, "access")}
+    for hint in hints:
+        enc, kind = stored[hint]
         if enc is None:
             continue
         try:
@@ -148,3 +166,47 @@ async def delete(rt: Runtime, account_id: str, connection_id: str) -> Deleted:
                            connection_id=conn.id)
     log.info("connection %s deleted (revoked: %s)", conn.id, result.revoked)
     return result
+
+
+async def _revoke_recorded(rt: Runtime, conn: Connection, gate: asyncio.Semaphore) -> Deleted:
+    async with gate:
+        try:
+            return await _revoke(rt, conn)
+        except Exception as exc:  # one connection's surprise must not stop the user's deletion
+            log.exception("revocation of %s failed unexpectedly", conn.id)
+            return Deleted(False, f"internal_error: the revocation failed ({type(exc).__name__})")
+
+
+async def revoke_for_user(rt: Runtime, account_id: str, user_id: str, *,
+                          concurrency: int = USER_REVOKE_CONCURRENCY,
+                          ) -> Callable[[AsyncSession], Awaitable[int]]:
+    """Revoke each of a user's connections at its provider, `concurrency` at a time.
+
+    A failed revocation is recorded, never raised. Returns the step to run inside the
+    transaction that deletes the user: it deletes the user's connections, adds one durable
+    `connection.deleted` event for each (as `delete` does; a connection made while revoking is
+    reported `revoked: false`), and returns how many it deleted.
+    """
+    gate = asyncio.Semaphore(max(1, concurrency))
+    found = await list_for(rt, account_id, user_id=user_id)
+    results = await asyncio.gather(*(_revoke_recorded(rt, c, gate) for c in found))
+    revoked = {c.id: r for c, r in zip(found, results, strict=True)}
+    late = Deleted(False, "not revoked: the connection was made while its user was being "
+                          "deleted")
+
+    async def finish(db: AsyncSession) -> int:
+        rows = list((await db.execute(select(Connection).where(
+            Connection.account_id == account_id, Connection.user_id == user_id))).scalars())
+        for row in rows:
+            result = revoked.get(row.id, late)
+            webhooks.add_event(db, row.account_id, webhooks.CONNECTION_DELETED,
+                               webhooks.connection_data(row, status="deleted",
+                                                        revoked=result.revoked,
+                                                        revocationError=result.revocation_error),
+                               connection_id=row.id)
+            await db.delete(row)
+        log.info("user %s: %d connections deleted (%d revoked)", user_id, len(rows),
+                 sum(1 for r in rows if revoked.get(r.id, late).revoked))
+        return len(rows)
+
+    return finish

@@ -11,14 +11,20 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx2
 from authlib.common.security import generate_token
 from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuthError
 
 from alloy_oauth.oauth import quirks
-from alloy_oauth.providers import RESERVED_METADATA, Connector, metadata_key, url_allowed
+from alloy_oauth.providers import (
+    RESERVED_METADATA,
+    Connector,
+    Revocation,
+    metadata_key,
+    url_allowed,
+)
 
 log = logging.getLogger(__name__)
 
@@ -255,10 +261,29 @@ async def refresh(connector: Connector, creds: ClientCredentials, *, refresh_tok
     return _parse(connector, payload, requested_scopes=scopes, now=now, keep=False)
 
 
+def revocation_tokens(connector: Connector) -> tuple[str, ...]:
+    """Which of a connection's tokens to revoke, in the order to try them.
+
+    RFC 7009: the refresh token (ending the whole grant at most providers), then the access
+    token for providers that only accept that. A provider's own call: the one it names.
+    """
+    if connector.revocation is not None:
+        return (connector.revocation.token_kind,)
+    return ("refresh_token", "access_token")
+
+
 async def revoke(connector: Connector, creds: ClientCredentials, *, token: str,
                  token_type_hint: str, data: dict[str, Any],
                  transport: httpx2.AsyncBaseTransport, timeout: float = 15.0) -> None:
-    """RFC 7009 revocation; raises ProviderError when the provider cannot be told."""
+    """Revoke one token, RFC 7009 (`revocation_url`) or the provider's own way (`revocation`).
+
+    Does nothing for a connector that offers neither; raises ProviderError when the provider
+    cannot be told or refuses.
+    """
+    if connector.revocation is not None:
+        await _own_revocation(connector, connector.revocation, creds, token=token, data=data,
+                              transport=transport, timeout=timeout)
+        return
     if not connector.revocation_url:
         return
     url = connector.render(connector.revocation_url, data)
@@ -273,6 +298,52 @@ async def revoke(connector: Connector, creds: ClientCredentials, *, token: str,
         raise ProviderError("unreachable",
                             f"cannot reach the revocation endpoint ({type(exc).__name__})"
                             ) from None
+    _check_revocation_answer(connector, resp)
+
+
+async def _own_revocation(connector: Connector, spec: Revocation, creds: ClientCredentials, *,
+                          token: str, data: dict[str, Any],
+                          transport: httpx2.AsyncBaseTransport, timeout: float) -> None:
+    """The call `spec` describes: method, URL, client or token authentication, token placement.
+
+    These endpoints are part of the provider's API, so the connector's api_headers go along
+    (GitHub's Accept and X-GitHub-Api-Version).
+    """
+    # Every value is one path segment: a kept value cannot move the call to another host.
+    values = {k: quote(str(v), safe="") for k, v in data.items()}
+    values["client_id"] = quote(creds.client_id, safe="")
+    if spec.token == "path":
+        values["token"] = quote(token, safe="")
+    url = connector.render(spec.url, values)
+    try:
+        headers = {"Accept": "application/json", **connector.api_header_values(data)}
+    except ValueError:
+        headers = {"Accept": "application/json"}
+    kwargs: dict[str, Any] = {}
+    if spec.auth == "client_basic":
+        kwargs["auth"] = httpx2.BasicAuth(creds.client_id, creds.client_secret)
+    elif spec.auth == "bearer":
+        headers["Authorization"] = f"Bearer {token}"
+    name = spec.field_name
+    if name is not None and spec.token and spec.token.startswith("body_json:"):
+        kwargs["json"] = {name: token}
+    elif name is not None:
+        kwargs["data"] = {name: token}
+    # Never closed: the transport (connection pool) belongs to the caller.
+    client = httpx2.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False)
+    try:
+        resp = await client.request(spec.method, url, headers=headers, **kwargs)
+    except httpx2.TimeoutException:
+        raise ProviderError("timeout", "the revocation endpoint did not answer in time"
+                            ) from None
+    except httpx2.HTTPError as exc:
+        raise ProviderError("unreachable",
+                            f"cannot reach the revocation endpoint ({type(exc).__name__})"
+                            ) from None
+    _check_revocation_answer(connector, resp)
+
+
+def _check_revocation_answer(connector: Connector, resp: httpx2.Response) -> None:
     body = quirks.decode_body(connector, resp)
     found = quirks.find_error(connector, body, resp.status_code) if body is not None else None
     if found is not None or resp.status_code >= 400:
@@ -291,5 +362,6 @@ __all__ = [
     "new_code_verifier",
     "refresh",
     "requested_scopes",
+    "revocation_tokens",
     "revoke",
 ]

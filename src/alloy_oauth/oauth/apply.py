@@ -4,20 +4,29 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
+from typing import Any
 
+from alloy_oauth.errors import BadRequest
 from alloy_oauth.providers import Connector
 
 
 def api_request_auth(connector: Connector, token_type: str | None, access_token: str | None,
-                     secret_data: Mapping[str, str] | None,
+                     secret_data: Mapping[str, str] | None, *,
+                     metadata: Mapping[str, Any] | None = None,
                      ) -> tuple[dict[str, str], dict[str, str]]:
     """Headers and query parameters that authenticate one API call to the connector.
 
     `access_token` (with its `token_type`) for an OAuth connection; `secret_data` (the `data`
     of an apiKey, basic or bearer credential) otherwise. The connector's `api_headers` come
-    first, so the credential always wins over a header of the same name.
+    first, with `${name}` filled in from `metadata` (the connection's inputs and kept values),
+    so the credential always wins over a header of the same name. A connection without a
+    value a header needs is a BadRequest.
     """
-    headers = dict(connector.api_headers)
+    try:
+        headers = connector.api_header_values(metadata or {})
+    except ValueError as exc:
+        raise BadRequest(f"This connection cannot call the provider's API: {exc}.",
+                         code="missing_header_value") from None
     query: dict[str, str] = {}
     data = dict(secret_data or {})
     if "username" in data and "password" in data:

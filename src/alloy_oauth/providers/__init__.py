@@ -12,13 +12,14 @@ and changes only the fields it names (how a test points a built-in connector at 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 CATALOG_DIR = Path(__file__).parent
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -55,6 +56,54 @@ class InputSpec(BaseModel):
         except re.error as exc:
             raise ValueError(f"pattern is not a regular expression: {exc}") from exc
         return value
+
+
+# Variables a `revocation.url` may use besides inputs and kept values.
+REVOCATION_VARIABLES = frozenset({"client_id", "token"})
+_PLACEMENT = re.compile(r"(body_json|form):([A-Za-z_][A-Za-z0-9_]*)")
+
+
+class Revocation(BaseModel):
+    """A provider's own revocation call, where it has no RFC 7009 endpoint.
+
+    `url` may use `${client_id}` (the OAuth app's), `${token}` (with `token: path`), inputs and
+    kept values. `auth`: `client_basic` (HTTP Basic with the app's client id and secret),
+    `bearer` (the revoked token itself in `Authorization: Bearer`) or `none`. `token`: where the
+    revoked token goes: `path` (as `${token}` in the url), `body_json:<field>` (a JSON object),
+    `form:<field>` (form-encoded), or nothing with `auth: bearer`. `token_kind`: which of the
+    connection's tokens is revoked.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: Literal["POST", "DELETE"] = "POST"
+    url: str
+    auth: Literal["client_basic", "bearer", "none"]
+    token: str | None = None
+    token_kind: Literal["access_token", "refresh_token"] = "access_token"
+
+    @field_validator("token")
+    @classmethod
+    def _placement(cls, value: str | None) -> str | None:
+        if value is None or value == "path" or _PLACEMENT.fullmatch(value):
+            return value
+        raise ValueError("token is `path`, `body_json:<field>` or `form:<field>`")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Revocation:
+        if (self.token == "path") != ("${token}" in self.url):
+            raise ValueError("`token: path` and `${token}` in the url go together")
+        if self.token is None and self.auth != "bearer":
+            raise ValueError("token says where the revoked token goes (`path`, "
+                             "`body_json:<field>` or `form:<field>`); only `auth: bearer` "
+                             "may carry it in the Authorization header alone")
+        return self
+
+    @property
+    def field_name(self) -> str | None:
+        """The body field of `body_json:<field>` / `form:<field>`."""
+        match = _PLACEMENT.fullmatch(self.token or "")
+        return match.group(2) if match else None
 
 
 def metadata_key(path: str) -> str:
@@ -102,6 +151,9 @@ class Connector(BaseModel):
     # False where the revocation endpoint authenticates by the token itself and wants no
     # client credentials (Slack's auth.revoke).
     revocation_client_auth: bool = True
+    # The provider's own revocation call when it has no RFC 7009 endpoint (GitHub's
+    # DELETE /applications/{client_id}/grant); exclusive with revocation_url.
+    revocation: Revocation | None = None
 
     # --- the token response -------------------------------------------------------------------
     # `form`: the provider answers form-encoded unless asked otherwise (GitHub); the JSON
@@ -126,7 +178,8 @@ class Connector(BaseModel):
 
     # --- API calls ----------------------------------------------------------------------------
     # How the credential is applied to API calls: `Authorization: Bearer`, a named header,
-    # or a named query parameter; plus headers every API call carries (Notion-Version).
+    # or a named query parameter; plus headers every API call carries (Notion-Version), whose
+    # values may use `${name}` of inputs and kept values (Harvest-Account-Id).
     api_auth: Literal["bearer", "header", "query"] = "bearer"
     api_auth_name: str | None = None
     # The Authorization scheme for api_auth "bearer" (Zoho's `Zoho-oauthtoken`).
@@ -199,7 +252,9 @@ class Connector(BaseModel):
         optional = sorted(n for n, spec in self.inputs.items() if not spec.required)
         used = " ".join([*self.urls().values(), *self.scopes, *self.offline_scopes,
                          *self.authorize_params.values(), *self.token_params.values(),
-                         *self.refresh_params.values(), *self.token_headers.values()])
+                         *self.refresh_params.values(), *self.token_headers.values(),
+                         *self.api_headers.values(),
+                         *([self.revocation.url] if self.revocation else [])])
         for name in optional:
             if f"${{{name}}}" in used:
                 raise ValueError(f"input '{name}' is used in a URL or parameter, so it must be "
@@ -239,12 +294,51 @@ class Connector(BaseModel):
                 raise ValueError(
                     f"{field} must be an https URL (http://localhost only in development)"
                 )
+        self._check_api_headers()
+        self._check_revocation(development=development)
+
+    def _check_api_headers(self) -> None:
+        for key, value in self.api_headers.items():
+            for name in _VARIABLE.findall(value):
+                if name not in self.inputs and name not in self.kept_names:
+                    raise ValueError(f"api_headers.{key} uses ${{{name}}}, which is not declared "
+                                     "in inputs, keep_from_token or keep_from_callback")
+
+    def _check_revocation(self, *, development: bool) -> None:
+        rev = self.revocation
+        if rev is None:
+            return
+        if self.revocation_url:
+            raise ValueError("revocation_url (RFC 7009) and revocation (the provider's own "
+                             "call) exclude each other: give one")
+        if not self.revocation_client_auth:
+            raise ValueError("revocation_client_auth applies to revocation_url only; "
+                             "revocation says its own `auth`")
+        clash = (set(self.inputs) | self.kept_names) & REVOCATION_VARIABLES
+        if clash:
+            raise ValueError(f"'{sorted(clash)[0]}' is a variable of revocation.url; an input "
+                             "or kept value cannot take that name")
+        allowed = set(self.inputs) | self.kept_names | REVOCATION_VARIABLES
+        for name in _VARIABLE.findall(rev.url):
+            if name not in allowed:
+                raise ValueError(f"revocation.url uses ${{{name}}}, which is not declared in "
+                                 "inputs, keep_from_token or keep_from_callback (nor is it "
+                                 "${client_id} or ${token})")
+        parts = urlsplit(_VARIABLE.sub("x", rev.url))
+        if not url_allowed(parts.scheme, parts.hostname, development=development):
+            raise ValueError("revocation.url must be an https URL (http://localhost only in "
+                             "development)")
+
+    @property
+    def revocable(self) -> bool:
+        """Whether the provider can be told to revoke a grant (RFC 7009 or its own call)."""
+        return bool(self.revocation_url) or self.revocation is not None
 
     @property
     def url_inputs(self) -> set[str]:
         """Inputs that become part of a URL the service calls (and sends secrets to)."""
-        return {n for url in self.urls().values() for n in _VARIABLE.findall(url)
-                if n in self.inputs}
+        urls = [*self.urls().values(), *([self.revocation.url] if self.revocation else [])]
+        return {n for url in urls for n in _VARIABLE.findall(url) if n in self.inputs}
 
     def input_problem(self, name: str, value: str) -> str | None:
         """Why a value cannot be used for an input, beyond its pattern, or None.
@@ -262,6 +356,23 @@ class Connector(BaseModel):
     def render_params(self, params: dict[str, str], data: dict[str, Any]) -> dict[str, str]:
         """Extra request parameters with the connection's inputs filled in."""
         return {k: self.render(v, data) for k, v in params.items()}
+
+    def api_header_values(self, metadata: Mapping[str, Any]) -> dict[str, str]:
+        """api_headers with a connection's inputs and kept values filled in.
+
+        Raises ValueError when the connection lacks a value, or a value would break the header.
+        """
+        headers: dict[str, str] = {}
+        for key, value in self.api_headers.items():
+            missing = [n for n in _VARIABLE.findall(value) if n not in metadata]
+            if missing:
+                raise ValueError(f"the connection has no '{missing[0]}' for the {key} header")
+            rendered = self.render(value, dict(metadata))
+            if any(ord(ch) < 32 or ord(ch) == 127 for ch in rendered):
+                raise ValueError(f"the connection's value for the {key} header holds control "
+                                 "characters")
+            headers[key] = rendered
+        return headers
 
     def api_base(self, metadata: dict[str, Any]) -> str:
         """api_base_url with a connection's inputs and kept values filled in."""

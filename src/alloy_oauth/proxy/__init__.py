@@ -113,16 +113,17 @@ async def target(rt: Runtime, conn: Connection, *, force_refresh: bool = False) 
     if conn.credential_type == "oauth2":
         conn = await connections.fresh(rt, conn, force=force_refresh)
         token = connections.current_token(rt, conn)
-        headers, query = api_request_auth(connector, token.token_type, token.access_token, None)
+        headers, query = api_request_auth(connector, token.token_type, token.access_token, None,
+                                          metadata=conn.metadata_)
         secrets.append(token.access_token)
     else:
         if conn.secret_data_enc is None:
             raise BadRequest("This connection holds no credential.", code="no_credential")
         data = json.loads(rt.box.decrypt(conn.secret_data_enc, f"conn:{conn.id}:data"))
-        headers, query = api_request_auth(connector, None, None, data)
+        headers, query = api_request_auth(connector, None, None, data, metadata=conn.metadata_)
         secrets.extend(v for v in data.values() if isinstance(v, str) and len(v) >= 6)
-    secrets.extend(v for v in (*headers.values(), *query.values())
-                   if v not in connector.api_headers.values())
+    plain = connector.api_header_values(conn.metadata_).values()  # rendered above already
+    secrets.extend(v for v in (*headers.values(), *query.values()) if v not in plain)
     return Target(conn=conn, connector=connector, base_url=_api_base(rt, connector, conn),
                   headers=headers, query=query,
                   secrets=tuple(sorted({s for s in secrets if s}, key=len, reverse=True)))

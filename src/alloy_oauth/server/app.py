@@ -68,8 +68,9 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = False
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    for module in (connectors, strategy, connections, users, account, webhook_routes,
-                   proxy_routes, action_routes):
+    # The hot paths first: a request is matched against the routes in this order.
+    for module in (connections, proxy_routes, connectors, strategy, users, account,
+                   webhook_routes, action_routes):
         app.include_router(module.router)
     app.include_router(auth_config_routes.router)
     app.include_router(frontend_router)  # /sdk/... and the hosted /connect/... pages

@@ -6,18 +6,27 @@
   (`error=bad_verification_code&error_description=...`);
 - OAuth app tokens never expire; with `expiring_tokens=True` (a GitHub App with expiring user
   tokens) they last 8 hours and refresh with `grant_type=refresh_token`, rotating;
-- API: `GET /user` (api.github.com) with `Authorization: Bearer` (or `token`).
+- API: `GET /user` (api.github.com) with `Authorization: Bearer` (or `token`);
+- revoke: `DELETE /applications/{client_id}/grant` (api.github.com) with HTTP Basic
+  client_id:client_secret and `{"access_token": ...}` -> 204; the grant and every token issued
+  under it stop working. A wrong client or an unknown or expired token: 404.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from alloy_oauth.testing._base import EmulatorError, Grant, ProviderEmulator
+from alloy_oauth.testing._base import EmulatorError, Grant, ProviderEmulator, json_params
+from alloy_oauth.testing._revocation import revocation_override
+
+_NOT_FOUND = {"message": "Not Found",
+              "documentation_url": "https://docs.github.com/rest/apps/oauth-applications"
+                                   "#delete-an-app-authorization", "status": "404"}
 
 _ERRORS = {"invalid_grant": "bad_verification_code",
            "invalid_client": "incorrect_client_credentials"}
@@ -39,6 +48,12 @@ class GitHubEmulator(ProviderEmulator):
 
     def url_overrides(self) -> dict[str, str]:
         return {**super().url_overrides(), "api_base_url": self.base_url + "/api"}
+
+    def providers_entry(self, connector_id: str | None = None) -> dict[str, Any]:
+        entry = super().providers_entry(connector_id)
+        entry[connector_id or self.connector_id]["revocation"] = revocation_override(
+            self.connector_id, "https://api.github.com", self.base_url + "/api")
+        return entry
 
     def issues_refresh_token(self, grant: Grant) -> bool:
         return self.expiring_tokens
@@ -96,3 +111,22 @@ class GitHubEmulator(ProviderEmulator):
                                     status_code=401)
             return JSONResponse({"login": grant.user, "id": 1, "type": "User",
                                  "name": grant.user.capitalize()})
+
+        @app.delete("/api/applications/{client_id}/grant")
+        async def delete_grant(client_id: str, request: Request) -> Response:
+            params = await json_params(request)
+            recorded = self._record(request, params)
+            self.revoke_requests.append(recorded)
+            if client_id != self.client_id or recorded.basic_auth != (self.client_id,
+                                                                      self.client_secret):
+                return JSONResponse(_NOT_FOUND, status_code=404)
+            token = params.get("access_token")
+            if not token:
+                return JSONResponse({"message": "Invalid request.\n\n\"access_token\" wasn't "
+                                     "supplied.", "status": "422"}, status_code=422)
+            issued = self.access_tokens.get(token)
+            if issued is None or (issued.expires_at is not None
+                                  and issued.expires_at < time.time()):
+                return JSONResponse(_NOT_FOUND, status_code=404)
+            self.forget(token)
+            return Response(status_code=204)

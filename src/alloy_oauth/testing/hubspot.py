@@ -4,17 +4,22 @@
 - token `POST /oauth/v3/token`, form-encoded, `client_id` and `client_secret` in the body;
   access tokens live 30 minutes; a refresh answer repeats the (long-lived) refresh token;
 - errors: `{"status": "BAD_AUTH_CODE", "message": ..., "correlationId": ...}` with HTTP 400;
-- API: `GET /account-info/v3/details` with `Authorization: Bearer`.
+- API: `GET /account-info/v3/details` with `Authorization: Bearer`;
+- revoke: `DELETE /oauth/v1/refresh-tokens/{token}` -> 204 (no client authentication); it
+  deletes the refresh token only: access tokens already issued work until they expire. An
+  unknown token: 404.
 """
 
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from alloy_oauth.testing._base import EmulatorError, Grant, ProviderEmulator
+from alloy_oauth.testing._revocation import revocation_override
 
 _CODES = {"invalid_client": "BAD_CLIENT_ID", "unsupported_grant_type": "BAD_GRANT_TYPE",
           "invalid_request": "BAD_REQUEST"}
@@ -33,6 +38,12 @@ class HubSpotEmulator(ProviderEmulator):
 
     def url_overrides(self) -> dict[str, str]:
         return {**super().url_overrides(), "api_base_url": self.base_url}
+
+    def providers_entry(self, connector_id: str | None = None) -> dict[str, Any]:
+        entry = super().providers_entry(connector_id)
+        entry[connector_id or self.connector_id]["revocation"] = revocation_override(
+            self.connector_id, "https://api.hubapi.com", self.base_url)
+        return entry
 
     def check_authorize(self, params: dict[str, str]) -> str | None:
         if not params.get("scope"):
@@ -63,3 +74,12 @@ class HubSpotEmulator(ProviderEmulator):
             return JSONResponse({"portalId": self.portal_id, "accountType": "STANDARD",
                                  "timeZone": "US/Eastern", "companyCurrency": "USD",
                                  "uiDomain": "app.hubspot.com", "dataHostingLocation": "na1"})
+
+        @app.delete("/oauth/v1/refresh-tokens/{token}")
+        async def delete_refresh_token(token: str, request: Request) -> Response:
+            self.revoke_requests.append(self._record(request, {"token": token}))
+            if self.refresh_tokens.pop(token, None) is None:
+                return JSONResponse({"status": "error", "message": "refresh token not found",
+                                     "correlationId": str(uuid.uuid4()),
+                                     "category": "OBJECT_NOT_FOUND"}, status_code=404)
+            return Response(status_code=204)

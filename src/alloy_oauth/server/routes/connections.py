@@ -45,5 +45,10 @@ async def get_token(connection_id: str, rt: RuntimeDep, who: PrincipalDep, respo
 @router.delete("/connections/{connection_id}")
 async def delete_connection(connection_id: str, rt: RuntimeDep,
                             who: PrincipalDep) -> dict[str, Any]:
-    await connections.delete(rt, who.account_id, connection_id)
-    return {"success": True}
+    """Revoke at the provider where it can, delete; say what the provider did.
+
+    `revoked`: true, false (then `revocationError` says why), or null when the provider
+    offers no revocation."""
+    result = await connections.delete(rt, who.account_id, connection_id)
+    return {"success": True, "revoked": result.revoked,
+            "revocationError": result.revocation_error}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from fastapi import APIRouter
@@ -43,8 +44,12 @@ async def get_user(user_id: str, rt: RuntimeDep, who: PrincipalDep) -> dict[str,
 
 @router.delete("/users/{user_id}")
 async def delete_user(user_id: str, rt: RuntimeDep, who: PrincipalDep) -> dict[str, Any]:
-    await accounts.delete_user(rt.sessions, who.account_id, user_id)
-    return {"success": True}
+    """Revoke each of the user's connections at its provider (a failure is recorded in the
+    connection's `connection.deleted` event, never blocking), then delete them and the user."""
+    deleted = await accounts.delete_user(
+        rt.sessions, who.account_id, user_id,
+        before=functools.partial(connections.revoke_for_user, rt, who.account_id))
+    return {"success": True, "connectionsDeleted": deleted}
 
 
 @router.get("/users/{user_id}/token")
@@ -71,5 +76,6 @@ async def delete_user_credential(user_id: str, credential_id: str, rt: RuntimeDe
     conn = await connections.get(rt, who.account_id, credential_id)
     if conn.user_id != user.id:
         raise connection_not_found()
-    await connections.delete(rt, who.account_id, conn.id)
-    return {"success": True}
+    result = await connections.delete(rt, who.account_id, conn.id)
+    return {"success": True, "revoked": result.revoked,
+            "revocationError": result.revocation_error}
