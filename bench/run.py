@@ -204,8 +204,8 @@ def main() -> None:
     parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite",
                         help="postgres: a throwaway local cluster (needs PostgreSQL installed)")
     parser.add_argument("--what-if", default="", metavar="VARIANTS",
-                        help="comma-separated bench/whatif.py variants (async-deps, "
-                             "auth-cache, conn-cache): measure without those costs")
+                        help="comma-separated bench/whatif.py variants (auth-cache, "
+                             "conn-cache): measure without those costs")
     parser.add_argument("--out", type=Path, help="also write the report to this file")
     args = parser.parse_args()
     use_wrk = args.tool == "wrk" or (args.tool == "auto" and shutil.which("wrk") is not None)

@@ -3,7 +3,6 @@ without one or more of its per-request costs. For measuring only: these caches i
 changes made by other processes, so they are not how the server should run.
 
 ALLOY_BENCH_WHATIF (comma-separated):
-  async-deps    the runtime dependency as `async def` (no thread-pool hop per request)
   auth-cache    API keys looked up once per process
   conn-cache    connections read once per process
 """
@@ -11,24 +10,16 @@ ALLOY_BENCH_WHATIF (comma-separated):
 from __future__ import annotations
 
 import os
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI
 
+from alloy_oauth import connections
 from alloy_oauth.runtime import Runtime
 from alloy_oauth.server import deps
+from alloy_oauth.server.app import app_from_env as _real_factory
 
 WHAT = set(filter(None, os.environ.get("ALLOY_BENCH_WHATIF", "").split(",")))
-
-if "async-deps" in WHAT:  # before the routes import RuntimeDep
-    async def _runtime(request: Request) -> Runtime:
-        runtime: Runtime = request.app.state.runtime
-        return runtime
-
-    setattr(deps, "RuntimeDep", Annotated[Runtime, Depends(_runtime)])  # noqa: B010
-
-from alloy_oauth import connections  # noqa: E402
-from alloy_oauth.server.app import app_from_env as _real_factory  # noqa: E402
 
 if "auth-cache" in WHAT:
     _keys: dict[str, Any] = {}

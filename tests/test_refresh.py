@@ -440,3 +440,22 @@ async def test_a_caller_that_goes_away_does_not_cancel_the_refresh(
         assert answer.json()["accessToken"] == "at-1"
         assert provider.refresh_count() == 1
         assert stored_refresh_token(alloy, conn_id) == "rt-1"
+
+
+async def test_force_refresh_takes_the_usual_boolean_spellings_and_names_a_bad_one(
+        start_alloy: StartAlloy) -> None:
+    with alloy_with_fake(start_alloy) as (alloy, provider):
+        conn_id = seed_connection(alloy, expires_in=3000)
+        async with alloy.api() as api:
+            for value in ("false", "0", "no", "OFF"):
+                assert (await token_of(api, conn_id, forceRefresh=value)).json()[
+                    "accessToken"] == "at-0"
+            assert provider.refresh_count() == 0
+            bad = await token_of(api, conn_id, forceRefresh="maybe")
+            assert bad.status_code == 422 and bad.json()["error"] == "validation_error"
+            assert "forceRefresh" in bad.json()["message"] and "maybe" in bad.json()["message"]
+            assert provider.refresh_count() == 0
+            assert stored_refresh_token(alloy, conn_id) == "rt-0"
+            for value in ("true", "1", "Yes", "on"):
+                assert (await token_of(api, conn_id, forceRefresh=value)).status_code == 200
+        assert provider.refresh_count() == 4

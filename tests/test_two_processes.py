@@ -77,11 +77,20 @@ async def test_each_step_can_land_on_either_process(tmp_path: Path) -> None:
             statuses = sorted(r.status_code for r in answers)
             assert statuses == [200, 400, 400, 400, 400, 400], [r.text for r in answers]
             conn = next(r for r in answers if r.status_code == 200).json()["connectionId"]
-            # Either process serves the connection, and a delete on one is seen by the other.
+            # Either process serves the connection; a refresh on one is served by the other at
+            # once (request-path reads go to the database every time), and so is a delete.
             assert (await api.get(f"{b}/connections/{conn}")).status_code == 200
+            old = (await api.get(f"{b}/connections/{conn}/token")).json()["accessToken"]
+            new = (await api.get(f"{a}/connections/{conn}/token",
+                                 params={"forceRefresh": "true"})).json()["accessToken"]
+            assert new != old
+            assert (await api.get(f"{b}/connections/{conn}/token")).json()["accessToken"] == new
             assert (await api.delete(f"{a}/connections/{conn}")).status_code == 200
             gone = await api.get(f"{b}/connections/{conn}")
             assert gone.status_code == 404 and gone.json()["error"] == "not_found"
+            for path in ("token", "proxy/me"):
+                gone = await api.get(f"{b}/connections/{conn}/{path}")
+                assert gone.status_code == 404 and gone.json()["error"] == "not_found"
     logs = "".join(p.read_text() for p in tmp_path.glob("serve-*.log"))
     assert "token=[redacted]" in logs  # the access log recorded the link, redacted
     for secret in (key, code, link.split("token=")[1], env["ALLOY_ENCRYPTION_KEYS"]):

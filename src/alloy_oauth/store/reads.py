@@ -46,15 +46,21 @@ class _Plan:
     sql: str
     names: tuple[str, ...]
     binds: tuple[Processor, ...]
-    results: tuple[Processor, ...]
+    # (position, processor) of the result columns that need one (JSON, datetimes).
+    results: tuple[tuple[int, Callable[[Any], Any]], ...]
 
     def parameters(self, params: dict[str, Any]) -> list[Any]:
         return [value if bind is None else bind(value)
                 for value, bind in zip((params[n] for n in self.names), self.binds, strict=True)]
 
     def row(self, raw: tuple[Any, ...]) -> tuple[Any, ...]:
-        return tuple(value if proc is None or value is None else proc(value)
-                     for value, proc in zip(raw, self.results, strict=True))
+        if not self.results:
+            return raw
+        values = list(raw)
+        for i, proc in self.results:
+            if values[i] is not None:
+                values[i] = proc(values[i])
+        return tuple(values)
 
 
 @functools.cache
@@ -66,8 +72,9 @@ def _plan(stmt: Select[Any]) -> _Plan:
         names=names,
         binds=tuple(compiled.binds[n].type.dialect_impl(_DIALECT).bind_processor(_DIALECT)
                     for n in names),
-        results=tuple(c.type.dialect_impl(_DIALECT).result_processor(_DIALECT, None)
-                      for c in stmt.selected_columns),
+        results=tuple((i, proc) for i, proc in enumerate(
+            c.type.dialect_impl(_DIALECT).result_processor(_DIALECT, None)
+            for c in stmt.selected_columns) if proc is not None),
     )
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
 
 from alloy_oauth import connections
 from alloy_oauth.accounts import find_user
-from alloy_oauth.server.deps import PrincipalDep, RuntimeDep
+from alloy_oauth.server.deps import PrincipalDep, RuntimeDep, caller, flag_parameter, query_flag
 from alloy_oauth.server.routes import shapes
 
 router = APIRouter(tags=["connections"])
@@ -32,14 +33,16 @@ async def get_connection(connection_id: str, rt: RuntimeDep,
     return shapes.connection(await connections.get(rt, who.account_id, connection_id))
 
 
-@router.get("/connections/{connection_id}/token")
-async def get_token(connection_id: str, rt: RuntimeDep, who: PrincipalDep, response: Response,
-                    forceRefresh: bool = False) -> dict[str, Any]:
-    response.headers["Cache-Control"] = "no-store"
+@router.get("/connections/{connection_id}/token", openapi_extra={"parameters": [
+    flag_parameter("forceRefresh", "Refresh first even when the token is still valid.")]},
+    responses={200: {"description": '{"accessToken", "tokenType", "expiresAt"}'}})
+async def get_token(connection_id: str, request: Request) -> Response:
+    rt, who = await caller(request)
     token = await connections.access_token(rt, who.account_id, connection_id,
-                                           force_refresh=forceRefresh)
-    return {"accessToken": token.access_token, "tokenType": token.token_type,
-            "expiresAt": shapes.iso(token.expires_at)}
+                                           force_refresh=query_flag(request, "forceRefresh"))
+    return JSONResponse({"accessToken": token.access_token, "tokenType": token.token_type,
+                         "expiresAt": shapes.iso(token.expires_at)},
+                        headers={"Cache-Control": "no-store"})
 
 
 @router.delete("/connections/{connection_id}")

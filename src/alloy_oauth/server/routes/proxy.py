@@ -7,7 +7,7 @@ from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 
 from alloy_oauth import connections, proxy
-from alloy_oauth.server.deps import PrincipalDep, RuntimeDep
+from alloy_oauth.server.deps import caller
 
 router = APIRouter(tags=["proxy"])
 
@@ -15,10 +15,10 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 PATH = "/connections/{connection_id}/proxy/{path:path}"
 
 
-async def proxy_request(connection_id: str, path: str, request: Request, rt: RuntimeDep,
-                        who: PrincipalDep) -> Response:
+async def proxy_request(connection_id: str, path: str, request: Request) -> Response:
     """The provider's answer to `{apiBaseUrl}/{path}` with the connection's credential applied;
     method, query, headers and body passed through, streaming both ways."""
+    rt, who = await caller(request)
     conn = await connections.get(rt, who.account_id, connection_id)
     raw = request.scope.get("raw_path") or request.url.path.encode()
     raw_path = raw.split(b"/proxy/", 1)[1].decode("latin-1") if b"/proxy/" in raw else path
