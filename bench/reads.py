@@ -60,7 +60,7 @@ async def main() -> None:
             slow = await per_call_us(session_read)
             fast = await per_call_us(reader_read)
         finally:
-            reader.dispose()
+            await reader.aclose()
             await engine.dispose()
     print(f"API key check, median of {ROUNDS} x {PER_ROUND} calls:")
     print(f"  async session (aiosqlite): {statistics.median(slow):8.1f} µs per read")

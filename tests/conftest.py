@@ -67,8 +67,9 @@ def start_alloy(tmp_path: Path) -> Iterator[StartAlloy]:
         port = int(public_url.rsplit(":", 1)[1]) if public_url else free_port()
         name = secrets.token_hex(4)
         database_url = overrides.pop("database_url", None)
-        db_path = (Path(database_url.split("///", 1)[1]) if database_url
-                   else tmp_path / f"alloy-{name}.db")
+        db_path = (Path(database_url.split("///", 1)[1])
+                   if database_url and database_url.startswith("sqlite")
+                   else tmp_path / f"alloy-{name}.db")  # unused with PostgreSQL
         providers_file = None
         if providers:
             providers_file = tmp_path / f"providers-{name}.yaml"

@@ -99,7 +99,7 @@ class Runtime:
 
     async def aclose(self) -> None:
         await self.transport.aclose()
-        self.reads.dispose()
+        await self.reads.aclose()
         await self.engine.dispose()
 
 

@@ -1,0 +1,65 @@
+"""The request path's reads (API key, connection) on SQLite and PostgreSQL: every stored
+field comes back as written (JSON, times), and nothing is cached between requests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+
+import pytest
+
+from tests.conftest import StartAlloy
+from tests.support.postgres import PostgresCluster, start_postgres
+from tests.test_refresh import alloy_with_fake, read_connection, seed_connection, token_of
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PostgresCluster]:
+    with start_postgres() as cluster:
+        yield cluster
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+async def test_connections_read_back_exactly_on_both_databases(
+        start_alloy: StartAlloy, database: str, request: pytest.FixtureRequest) -> None:
+    settings: dict[str, str] = {}
+    if database == "postgres":
+        cluster: PostgresCluster = request.getfixturevalue("postgres")
+        settings = {"database_url": cluster.create_database("reads")}
+    with alloy_with_fake(start_alloy, settings=settings) as (alloy, _provider):
+        oauth_id = seed_connection(alloy, expires_in=3000)
+        stored = read_connection(alloy.settings.database_url, oauth_id)
+        async with alloy.api() as api:
+            created = await api.post("/connectors/freshdesk/credentials", json={
+                "credentialType": "basic",
+                "data": {"username": "key-123456", "password": "X", "domain": "acme"}})
+            assert created.status_code == 200, created.text
+            basic_id = created.json()["connectionId"]
+
+            answer = await api.get(f"/connections/{basic_id}")
+            assert answer.status_code == 200
+            shown = answer.json()
+            assert shown["metadata"] == {"domain": "acme"}  # a JSON column, decoded
+            assert shown["connectorId"] == "freshdesk" and shown["status"] == "connected"
+            assert "key-123456" not in answer.text
+            by_credential = await api.get(f"/connections/{shown['credentialId']}")
+            assert by_credential.json() == shown
+
+            token = await token_of(api, oauth_id)
+            assert token.status_code == 200 and token.json()["accessToken"] == "at-0"
+            assert stored.expires_at is not None
+            assert datetime.fromisoformat(token.json()["expiresAt"]) == stored.expires_at
+
+            # Another account's key sees neither; a wrong key is refused.
+            _, other_key = alloy.new_account()
+            for conn_id in (basic_id, oauth_id):
+                hidden = await api.get(f"/connections/{conn_id}",
+                                       headers={"Authorization": f"Bearer {other_key}"})
+                assert hidden.status_code == 404
+            wrong = await api.get(f"/connections/{basic_id}",
+                                  headers={"Authorization": "Bearer ak_wrong"})
+            assert wrong.status_code == 401
+
+            # Deleted through the API: the next read does not find it.
+            assert (await api.delete(f"/connections/{basic_id}")).status_code == 200
+            assert (await api.get(f"/connections/{basic_id}")).status_code == 404
