@@ -202,19 +202,21 @@ async def _token_request(connector: Connector, creds: ClientCredentials, call: s
         raise ProviderError(code or f"http_{status}",
                             desc or f"the token endpoint answered HTTP {status}",
                             status=status) from None
-    except httpx2.TimeoutException:
-        raise ProviderError("timeout", "the provider's token endpoint did not answer in time"
-                            ) from None
     except httpx2.HTTPError as exc:
-        raise ProviderError("unreachable",
-                            f"cannot reach the provider's token endpoint ({type(exc).__name__})"
-                            ) from None
+        raise _transport_error(exc, "the provider's token endpoint") from None
     except ValueError:
         raise ProviderError("invalid_token_response",
                             "the token endpoint answered something that is not a JSON object"
                             ) from None
     return dict(token)
 
+
+
+def _transport_error(exc: httpx2.HTTPError, endpoint: str) -> ProviderError:
+    """A provider endpoint that timed out or could not be reached, named for the message."""
+    if isinstance(exc, httpx2.TimeoutException):
+        return ProviderError("timeout", f"{endpoint} did not answer in time")
+    return ProviderError("unreachable", f"cannot reach {endpoint} ({type(exc).__name__})")
 
 def _error_from_body(connector: Connector,
                      response: httpx2.Response) -> tuple[str | None, str | None]:
@@ -295,9 +297,7 @@ async def revoke(connector: Connector, creds: ClientCredentials, *, token: str,
                                          headers=quirks.request_headers(connector, data),
                                          auth=auth)
     except httpx2.HTTPError as exc:
-        raise ProviderError("unreachable",
-                            f"cannot reach the revocation endpoint ({type(exc).__name__})"
-                            ) from None
+        raise _transport_error(exc, "the revocation endpoint") from None
     _check_revocation_answer(connector, resp)
 
 
@@ -333,13 +333,8 @@ async def _own_revocation(connector: Connector, spec: Revocation, creds: ClientC
     client = httpx2.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False)
     try:
         resp = await client.request(spec.method, url, headers=headers, **kwargs)
-    except httpx2.TimeoutException:
-        raise ProviderError("timeout", "the revocation endpoint did not answer in time"
-                            ) from None
     except httpx2.HTTPError as exc:
-        raise ProviderError("unreachable",
-                            f"cannot reach the revocation endpoint ({type(exc).__name__})"
-                            ) from None
+        raise _transport_error(exc, "the revocation endpoint") from None
     _check_revocation_answer(connector, resp)
 
 
