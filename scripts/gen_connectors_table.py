@@ -36,6 +36,7 @@ _NOTES: list[tuple[str, str]] = [
     ("api_headers", "API headers {value}"),
     ("keep_from_token", "keeps {value}"),
     ("keep_from_callback", "keeps {value} from callback"),
+    ("connect_lookup", "looks up {value} after connecting"),
     ("inputs", "asks for {value}"),
 ]
 
@@ -56,6 +57,8 @@ def _notes(c: Connector) -> str:
             value = ", ".join(value)
         elif field == "revocation":
             value = f"`{value.method} {value.url}`"
+        elif field == "connect_lookup":
+            value = f"{', '.join(value.keep)} from `GET {value.url}`"
         elif isinstance(value, dict):
             value = ", ".join(f"{k}={v}" for k, v in value.items())
         elif isinstance(value, tuple):

@@ -32,17 +32,21 @@ _SECRET_VALUE = re.compile(r"[^\x00-\x1f\x7f\s](?:[^\x00-\x1f\x7f]*[^\x00-\x1f\x
 def input_schema(connector: Connector, kind: str, *,
                  auth_config_required: bool = False) -> dict[str, Any]:
     """JSON Schema of `data` for one credential type of a connector."""
+    # An input the OAuth flow looks up itself after connecting (Mailchimp's dc) is asked for
+    # only by the other credential types.
+    inputs = {name: spec for name, spec in connector.inputs.items()
+              if not (kind == "oauth2" and name in connector.lookup_names)}
     properties: dict[str, Any] = {
         name: {"type": "string", "title": spec.title, "pattern": spec.pattern,
                "examples": [spec.example]}
-        for name, spec in connector.inputs.items()
+        for name, spec in inputs.items()
     }
-    required = [n for n, s in connector.inputs.items() if s.required]
+    required = [n for n, s in inputs.items() if s.required]
     for name, spec in SECRET_FIELDS[kind].items():
         properties[name] = {"type": "string", "title": spec["title"], "minLength": 1,
                             "maxLength": MAX_SECRET, "writeOnly": True}
         required.append(name)
-    sample = {n: s.example for n, s in connector.inputs.items()}
+    sample = {n: s.example for n, s in inputs.items()}
     sample.update({n: s["example"] for n, s in SECRET_FIELDS[kind].items()})
     return {
         "authenticationType": kind,

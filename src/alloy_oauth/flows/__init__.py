@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -20,6 +21,7 @@ from alloy_oauth.accounts import Principal, find_user
 from alloy_oauth.crypto import random_token, sha256
 from alloy_oauth.errors import BadRequest, InvalidGrant, InvalidRedirectUri, NotFound
 from alloy_oauth.ids import new_id
+from alloy_oauth.oauth.lookup import connect_lookup
 from alloy_oauth.providers import Connector
 from alloy_oauth.runtime import AUTH_CONFIG_KEY, Runtime
 from alloy_oauth.store.models import Account, Connection, OAuthFlow, utcnow
@@ -123,12 +125,18 @@ def check_redirect_uri(rt: Runtime, account: Account, uri: str | None) -> str:
     raise refuse("in development only https, http://localhost and http://127.0.0.1 are allowed.")
 
 
-def check_inputs(connector: Connector, data: dict[str, Any]) -> dict[str, str]:
-    """Validate the connector's declared per-connection inputs; names the first bad one."""
+def check_inputs(connector: Connector, data: dict[str, Any], *,
+                 filled_later: Collection[str] = ()) -> dict[str, str]:
+    """Validate the connector's declared per-connection inputs; names the first bad one.
+
+    Inputs in `filled_later` are not asked for (an OAuth flow's connect lookup fills them).
+    """
     if not isinstance(data, dict):
         raise BadRequest("data must be a JSON object.", code="invalid_input")
     clean: dict[str, str] = {}
     for name, spec in connector.inputs.items():
+        if name in filled_later:
+            continue
         value = data.get(name)
         if value is None or value == "":
             if spec.required:
@@ -186,7 +194,7 @@ async def initiate(rt: Runtime, who: Principal, connector_id: str,
             code="connector_not_configured")
     scopes = (_check_scopes(req.scopes) or (list(auth_config.scopes) if auth_config else [])
               or rt.default_scopes(connector))
-    data = check_inputs(connector, req.data)
+    data = check_inputs(connector, req.data, filled_later=connector.lookup_names)
     if auth_config is not None:
         data[AUTH_CONFIG_KEY] = auth_config.id
     if req.state is not None and (not isinstance(req.state, str) or not req.state
@@ -322,6 +330,17 @@ async def provider_callback(rt: Runtime, params: dict[str, str]) -> str:
         return back(error="provider_error",
                     error_description=f"The provider's token endpoint refused the code "
                                       f"({exc.code}): {exc.description}"[:500])
+    # Values only the provider's API names (Xero's tenant): looked up before anything is
+    # stored, so a failed lookup leaves no connection behind.
+    try:
+        looked_up = await connect_lookup(
+            connector, access_token=tokens.access_token, data=flow.data,
+            transport=rt.transport, timeout=rt.settings.http_timeout,
+            allow_loopback_http=not rt.settings.is_production)
+    except oauth.ProviderError as exc:
+        log.warning("connect lookup failed for %s flow %s: %s", flow.connector_id, flow.id,
+                    exc.description)
+        return back(error="provider_error", error_description=exc.description[:500])
     app_code = random_token(32)
     connection_id = new_id("conn")
     async with rt.sessions.begin() as db:
@@ -330,7 +349,8 @@ async def provider_callback(rt: Runtime, params: dict[str, str]) -> str:
             id=connection_id, credential_id=flow.credential_id, account_id=flow.account_id,
             user_id=flow.user_id, connector_id=flow.connector_id, credential_type="oauth2",
             name=f"{connector.name} ({user_name})", status="connected",
-            scopes=list(tokens.scopes), metadata_={**tokens.extra, **from_callback, **flow.data},
+            scopes=list(tokens.scopes),
+            metadata_={**tokens.extra, **from_callback, **flow.data, **looked_up},
             access_token_enc=rt.box.encrypt(tokens.access_token, f"conn:{connection_id}:access"),
             refresh_token_enc=(rt.box.encrypt(tokens.refresh_token,
                                               f"conn:{connection_id}:refresh")

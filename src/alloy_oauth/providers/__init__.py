@@ -106,6 +106,92 @@ class Revocation(BaseModel):
         return match.group(2) if match else None
 
 
+_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+# One step of a lookup path: a field name, a list index, or `[field]` (the first list item whose
+# `field` is true), optionally right after a field name: `accounts[is_default]`.
+_LOOKUP_STEP = re.compile(rf"(?:({_NAME})|([0-9]+))?(?:\[({_NAME})\])?")
+_MAX_LOOKUP_NAMES = 10
+
+
+def lookup_steps(path: str) -> list[tuple[str, str | int]]:
+    """The steps of a `connect_lookup` path: ("key", name), ("index", n) or ("where", field).
+
+    Raises ValueError for a path that is not dotted steps of those forms.
+    """
+    steps: list[tuple[str, str | int]] = []
+    for part in path.split("."):
+        match = _LOOKUP_STEP.fullmatch(part)
+        if not part or match is None:
+            raise ValueError(f"'{path}' is not a dotted path of field names, list indexes "
+                             "(0) and `[field]` selectors")
+        name, index, where = match.groups()
+        if name is not None:
+            steps.append(("key", name))
+        if index is not None:
+            steps.append(("index", int(index)))
+        if where is not None:
+            steps.append(("where", where))
+    return steps
+
+
+def lookup_value(body: Any, path: str) -> Any:
+    """The value at a `connect_lookup` path of a JSON answer, or None when it is not there."""
+    value = body
+    for kind, step in lookup_steps(path):
+        if kind == "key" and isinstance(value, dict):
+            value = value.get(step)
+        elif kind == "index" and isinstance(value, list) and isinstance(step, int):
+            value = value[step] if step < len(value) else None
+        elif kind == "where" and isinstance(value, list):
+            value = next((item for item in value if isinstance(item, dict)
+                          and item.get(step) in (True, "true", "True")), None)
+        else:
+            return None
+    return value
+
+
+class ConnectLookup(BaseModel):
+    """One API call made with the new access token right after the code exchange, whose answer
+    names values a connection needs (Xero's tenant, DocuSign's account host, Mailchimp's data
+    centre). They are kept as connection metadata under the names in `keep`, usable as
+    `${name}` in api_base_url, api_headers and revocation.url; a refresh does not repeat it.
+
+    `url`: GET, https, may use inputs. `keep`: metadata name -> path into the JSON answer
+    (`0.tenantId`, `accounts[is_default].base_uri`, `dc`). `auth_scheme`: the Authorization
+    word for this call when it is not the connector's (Mailchimp's metadata wants `OAuth`).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str
+    keep: dict[str, str]
+    auth_scheme: str | None = None
+
+    @field_validator("keep")
+    @classmethod
+    def _keep(cls, value: dict[str, str]) -> dict[str, str]:
+        if not value:
+            raise ValueError("keep names at least one value to look up")
+        if len(value) > _MAX_LOOKUP_NAMES:
+            raise ValueError(f"keep names at most {_MAX_LOOKUP_NAMES} values")
+        for name, path in value.items():
+            if not re.fullmatch(_NAME, name):
+                raise ValueError(f"'{name}' is not a name usable as ${{{name}}}")
+            lookup_steps(path)
+            last = [p for p in re.split(r"[.\[\]]", path) if p][-1].lower()
+            if any(word in name.lower() or word in last for word in _SECRET_WORDS):
+                raise ValueError(f"'{name}: {path}' looks like a secret; secrets are never "
+                                 "metadata")
+        return value
+
+    @field_validator("auth_scheme")
+    @classmethod
+    def _scheme(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", value):
+            raise ValueError("auth_scheme is one word, such as `Bearer` or `OAuth`")
+        return value
+
+
 def metadata_key(path: str) -> str:
     """The connection metadata key of a kept token-response path: `team.id` -> `team_id`."""
     return path.replace(".", "_")
@@ -175,6 +261,9 @@ class Connector(BaseModel):
     # `realmId`). Both may be used as `${variables}` in api_base_url.
     keep_from_token: tuple[str, ...] = ()
     keep_from_callback: tuple[str, ...] = ()
+    # Values only an API call with the new token names (Xero's tenant id, DocuSign's base_uri):
+    # looked up once after the code exchange, kept like the values above (`ConnectLookup`).
+    connect_lookup: ConnectLookup | None = None
 
     # --- API calls ----------------------------------------------------------------------------
     # How the credential is applied to API calls: `Authorization: Bearer`, a named header,
@@ -236,8 +325,16 @@ class Connector(BaseModel):
 
     @property
     def kept_names(self) -> set[str]:
-        """Metadata keys that come from the provider's answers (token response, callback)."""
-        return {metadata_key(p) for p in self.keep_from_token} | set(self.keep_from_callback)
+        """Metadata keys that come from the provider's answers (token response, callback,
+        connect lookup)."""
+        return ({metadata_key(p) for p in self.keep_from_token} | set(self.keep_from_callback)
+                | self.lookup_names)
+
+    @property
+    def lookup_names(self) -> set[str]:
+        """Metadata keys filled by the connect lookup; OAuth flows do not ask for them as
+        inputs (an input of the same name is for non-OAuth credentials)."""
+        return set(self.connect_lookup.keep) if self.connect_lookup else set()
 
     @property
     def api_base_variable(self) -> str | None:
@@ -254,7 +351,8 @@ class Connector(BaseModel):
                          *self.authorize_params.values(), *self.token_params.values(),
                          *self.refresh_params.values(), *self.token_headers.values(),
                          *self.api_headers.values(),
-                         *([self.revocation.url] if self.revocation else [])])
+                         *([self.revocation.url] if self.revocation else []),
+                         *([self.connect_lookup.url] if self.connect_lookup else [])])
         for name in optional:
             if f"${{{name}}}" in used:
                 raise ValueError(f"input '{name}' is used in a URL or parameter, so it must be "
@@ -284,8 +382,8 @@ class Connector(BaseModel):
             allowed = set(self.inputs) | (self.kept_names if field == "api_base_url" else set())
             for name in _VARIABLE.findall(url):
                 if name not in allowed:
-                    where = ("inputs, keep_from_token or keep_from_callback"
-                             if field == "api_base_url" else "inputs")
+                    where = ("inputs, keep_from_token, keep_from_callback or "
+                             "connect_lookup" if field == "api_base_url" else "inputs")
                     raise ValueError(f"{field} uses ${{{name}}}, which is not declared in {where}")
             if field == "api_base_url" and self.api_base_variable in self.kept_names:
                 continue  # the provider names the API host; checked when the value arrives
@@ -296,13 +394,51 @@ class Connector(BaseModel):
                 )
         self._check_api_headers()
         self._check_revocation(development=development)
+        self._check_connect_lookup(development=development)
 
     def _check_api_headers(self) -> None:
         for key, value in self.api_headers.items():
             for name in _VARIABLE.findall(value):
                 if name not in self.inputs and name not in self.kept_names:
                     raise ValueError(f"api_headers.{key} uses ${{{name}}}, which is not declared "
-                                     "in inputs, keep_from_token or keep_from_callback")
+                                     "in inputs, keep_from_token, keep_from_callback or "
+                                     "connect_lookup")
+
+    def _check_connect_lookup(self, *, development: bool) -> None:
+        lookup = self.connect_lookup
+        if lookup is None:
+            return
+        if not self.is_oauth:
+            raise ValueError("connect_lookup runs after an OAuth code exchange: auth_types must "
+                             "include oauth2")
+        if lookup.auth_scheme and self.api_auth != "bearer":
+            raise ValueError("connect_lookup.auth_scheme applies to api_auth: bearer only")
+        names = self.lookup_names
+        clash = names & ({metadata_key(p) for p in self.keep_from_token}
+                         | set(self.keep_from_callback))
+        if clash:
+            raise ValueError(f"connect_lookup.keep.{sorted(clash)[0]} is also kept from the token "
+                             "answer or the callback: give each value one source")
+        # Values needed before the lookup has run cannot come from it.
+        before = {"authorization_url": self.authorization_url, "token_url": self.token_url,
+                  "connect_lookup.url": lookup.url,
+                  **{f"scopes: {s}": s for s in (*self.scopes, *self.offline_scopes)},
+                  **{f"{field}.{k}": v for field in ("authorize_params", "token_params",
+                                                     "token_headers")
+                     for k, v in getattr(self, field).items()}}
+        for where, text in before.items():
+            used = set(_VARIABLE.findall(text or "")) & names
+            if used:
+                raise ValueError(f"{where} uses ${{{sorted(used)[0]}}}, which connect_lookup "
+                                 "fills only after the code exchange")
+        for name in _VARIABLE.findall(lookup.url):
+            if name not in self.inputs:
+                raise ValueError(f"connect_lookup.url uses ${{{name}}}, which is not declared "
+                                 "in inputs")
+        parts = urlsplit(_VARIABLE.sub("x", lookup.url))
+        if not url_allowed(parts.scheme, parts.hostname, development=development):
+            raise ValueError("connect_lookup.url must be an https URL (http://localhost only in "
+                             "development)")
 
     def _check_revocation(self, *, development: bool) -> None:
         rev = self.revocation
@@ -322,8 +458,8 @@ class Connector(BaseModel):
         for name in _VARIABLE.findall(rev.url):
             if name not in allowed:
                 raise ValueError(f"revocation.url uses ${{{name}}}, which is not declared in "
-                                 "inputs, keep_from_token or keep_from_callback (nor is it "
-                                 "${client_id} or ${token})")
+                                 "inputs, keep_from_token, keep_from_callback or connect_lookup "
+                                 "(nor is it ${client_id} or ${token})")
         parts = urlsplit(_VARIABLE.sub("x", rev.url))
         if not url_allowed(parts.scheme, parts.hostname, development=development):
             raise ValueError("revocation.url must be an https URL (http://localhost only in "
