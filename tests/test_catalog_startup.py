@@ -19,16 +19,22 @@ BAD = ("acme:\n  name: Acme\n  authorization_url: https://acme.example/oauth/aut
        "  token_url: https://acme.example/oauth/token\n  scope_seperator: ','\n")
 
 
-def test_create_app_refuses_a_malformed_providers_file(tmp_path: Path) -> None:
-    bad = tmp_path / "providers.yaml"
-    bad.write_text(BAD)
+def refusal_to_start(tmp_path: Path, providers_file: Path) -> str:
+    """What `create_app` says when it refuses to start with this providers file."""
     settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'a.db'}",
-                        encryption_keys=new_key("k1"), providers_file=str(bad),
+                        encryption_keys=new_key("k1"), providers_file=str(providers_file),
                         key_file=str(tmp_path / "dev.key"))
     with pytest.raises(SystemExit) as stopped:
         create_app(settings)
     message = str(stopped.value.code)
     assert message.startswith("alloy-oauth cannot start")
+    return message
+
+
+def test_create_app_refuses_a_malformed_providers_file(tmp_path: Path) -> None:
+    bad = tmp_path / "providers.yaml"
+    bad.write_text(BAD)
+    message = refusal_to_start(tmp_path, bad)
     assert str(bad) in message and "entry 'acme'" in message
     assert "field 'scope_seperator'" in message
 

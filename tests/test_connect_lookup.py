@@ -12,13 +12,11 @@ import yaml
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from alloy_oauth.crypto import new_key
 from alloy_oauth.providers import CatalogError, lookup_value, parse_entries
-from alloy_oauth.server.app import create_app
-from alloy_oauth.settings import Settings
 from alloy_oauth.testing._base import ProviderEmulator, RecordedRequest
 from alloy_oauth.testing.flow import connect_flow
 from tests.conftest import StartAlloy
+from tests.test_catalog_startup import refusal_to_start
 
 APP = "http://localhost:3999/oauth/callback"
 ID = "lookupish"
@@ -263,13 +261,7 @@ def test_looked_up_names_count_as_declared_in_api_base_url_and_api_headers(
 def test_the_server_refuses_to_start_with_a_malformed_connect_lookup(tmp_path: Path) -> None:
     bad = tmp_path / "providers.yaml"
     bad.write_text(yaml.safe_dump(_entry(connect_lookup={**LOOKUP, "keep": {"t": "a..b"}})))
-    settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'a.db'}",
-                        encryption_keys=new_key("k1"), providers_file=str(bad),
-                        key_file=str(tmp_path / "dev.key"))
-    with pytest.raises(SystemExit) as stopped:
-        create_app(settings)
-    message = str(stopped.value.code)
-    assert message.startswith("alloy-oauth cannot start")
+    message = refusal_to_start(tmp_path, bad)
     assert str(bad) in message and "entry 'acme'" in message
     assert "field 'connect_lookup.keep'" in message
 
