@@ -31,11 +31,13 @@ from alloy_oauth.connections._refresh import (
     needs_reauth_error,
     needs_refresh,
     refresh,
+    refresh_due,
     refresh_margin,
 )
+from alloy_oauth.crypto import sha256
 from alloy_oauth.errors import Conflict, ServiceError, connection_not_found
 from alloy_oauth.runtime import Runtime
-from alloy_oauth.store.models import Connection, utcnow
+from alloy_oauth.store.models import ApiKey, Connection, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,7 @@ __all__ = [
     "refresh",
     "refresh_margin",
     "revoke_for_user",
+    "valid_token",
 ]
 
 # A revocation call must not hold the caller for the provider's full timeout.
@@ -96,6 +99,34 @@ async def access_token(rt: Runtime, account_id: str, connection_id: str, *,
     if conn.status == "needs_reauth":
         raise needs_reauth_error(conn)
     return current_token(rt, await fresh(rt, conn, force=force_refresh))
+
+
+# The token endpoint's one read: the API key and the connection together, only the columns a
+# still-valid token needs.
+_VALID_TOKEN = (
+    select(Connection.id, Connection.connector_id, Connection.credential_type,
+           Connection.status, Connection.access_token_enc, Connection.token_type,
+           Connection.expires_at, Connection.issued_at)
+    .join(ApiKey, ApiKey.account_id == Connection.account_id)
+    .where(ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None),
+           (Connection.id == bindparam("ref")) | (Connection.credential_id == bindparam("ref")))
+)
+
+
+async def valid_token(rt: Runtime, api_key: str, connection_id: str) -> AccessToken | None:
+    """The stored access token when the key is valid, the connection its account's, and the
+    token not due for a refresh: the common case of `GET /connections/{id}/token`, in one read
+    (`access_token` would read the key and the whole connection apart). None otherwise, and
+    the caller takes the full path, which gives the exact answer (401, 404, 409, a refresh)."""
+    row = await rt.reads.first(_VALID_TOKEN, {"key_hash": sha256(api_key), "ref": connection_id})
+    if row is None:
+        return None
+    conn_id, connector_id, kind, status, access_enc, token_type, expires_at, issued_at = row
+    if kind != "oauth2" or status == "needs_reauth" or access_enc is None or refresh_due(
+            expires_at, issued_at, utcnow(), refresh_margin(rt, connector_id)):
+        return None
+    return AccessToken(rt.box.decrypt(access_enc, f"conn:{conn_id}:access"), token_type,
+                       expires_at)
 
 
 @dataclass(frozen=True)

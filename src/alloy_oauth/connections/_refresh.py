@@ -60,11 +60,17 @@ def refresh_margin(rt: Runtime, connector_id: str) -> timedelta:
 
 def needs_refresh(conn: Connection, now: datetime, margin: timedelta = REFRESH_MARGIN) -> bool:
     """Under `margin` left, or under half its lifetime for shorter-lived tokens."""
-    if conn.expires_at is None:
+    return refresh_due(conn.expires_at, conn.issued_at, now, margin)
+
+
+def refresh_due(expires_at: datetime | None, issued_at: datetime | None, now: datetime,
+                margin: timedelta) -> bool:
+    """`needs_refresh` on the two times alone."""
+    if expires_at is None:
         return False
-    if conn.issued_at is not None:
-        margin = min(margin, (conn.expires_at - conn.issued_at) / 2)
-    return conn.expires_at - now <= margin
+    if issued_at is not None:
+        margin = min(margin, (expires_at - issued_at) / 2)
+    return expires_at - now <= margin
 
 
 def _valid(conn: Connection, now: datetime) -> bool:

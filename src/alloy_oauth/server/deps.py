@@ -23,7 +23,8 @@ async def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
-async def get_principal(request: Request) -> Principal:
+def bearer_key(request: Request) -> str:
+    """The API key of `Authorization: Bearer <key>`, not yet checked."""
     # The header read directly: a declared Header() parameter costs a validation per request.
     authorization = request.headers.get("authorization")
     if not authorization:
@@ -33,7 +34,11 @@ async def get_principal(request: Request) -> Principal:
     if scheme.lower() != "bearer" or not key.strip():
         raise Unauthorized("Malformed Authorization header: use 'Bearer <API key>'.",
                            code="invalid_api_key")
-    return await authenticate(request.app.state.runtime.reads, key.strip())
+    return key.strip()
+
+
+async def get_principal(request: Request) -> Principal:
+    return await authenticate(request.app.state.runtime.reads, bearer_key(request))
 
 
 async def caller(request: Request) -> tuple[Runtime, Principal]:
