@@ -5,12 +5,22 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 
 import pytest
+from sqlalchemy import update
 
+from alloy_oauth.store.models import Connection
 from tests.conftest import StartAlloy
 from tests.support.postgres import PostgresCluster, start_postgres
-from tests.test_refresh import alloy_with_fake, read_connection, seed_connection, token_of
+from tests.test_refresh import (
+    alloy_with_fake,
+    read_connection,
+    seed_connection,
+    set_expiry,
+    token_of,
+    with_sessions,
+)
 
 
 @pytest.fixture(scope="module")
@@ -52,14 +62,43 @@ async def test_connections_read_back_exactly_on_both_databases(
 
             # Another account's key sees neither; a wrong key is refused.
             _, other_key = alloy.new_account()
-            for conn_id in (basic_id, oauth_id):
-                hidden = await api.get(f"/connections/{conn_id}",
-                                       headers={"Authorization": f"Bearer {other_key}"})
-                assert hidden.status_code == 404
-            wrong = await api.get(f"/connections/{basic_id}",
-                                  headers={"Authorization": "Bearer ak_wrong"})
-            assert wrong.status_code == 401
+            for path in (f"/connections/{basic_id}", f"/connections/{oauth_id}",
+                         f"/connections/{oauth_id}/token"):
+                hidden = await api.get(path, headers={"Authorization": f"Bearer {other_key}"})
+                assert hidden.status_code == 404 and "at-0" not in hidden.text
+                wrong = await api.get(path, headers={"Authorization": "Bearer ak_wrong"})
+                assert wrong.status_code == 401 and "at-0" not in wrong.text
+            not_oauth = await token_of(api, basic_id)
+            assert not_oauth.status_code == 409 and not_oauth.json()["error"] == "not_oauth"
 
             # Deleted through the API: the next read does not find it.
             assert (await api.delete(f"/connections/{basic_id}")).status_code == 200
             assert (await api.get(f"/connections/{basic_id}")).status_code == 404
+
+
+def set_status(url: str, conn_id: str, status: str) -> None:
+    async def work(sessions: Any) -> None:
+        async with sessions.begin() as db:
+            await db.execute(update(Connection).where(Connection.id == conn_id).values(
+                status=status, last_error="invalid_grant: revoked elsewhere"))
+    with_sessions(url, work)
+
+
+async def test_a_token_that_looks_valid_is_not_served_once_the_connection_needs_the_user(
+        start_alloy: StartAlloy) -> None:
+    with alloy_with_fake(start_alloy) as (alloy, provider):
+        conn_id = seed_connection(alloy, expires_in=3000)
+        async with alloy.api() as api:
+            assert (await token_of(api, conn_id)).json()["accessToken"] == "at-0"
+            # Another process marks it (a refused refresh): the next call here sees it.
+            set_status(alloy.settings.database_url, conn_id, "needs_reauth")
+            refused = await token_of(api, conn_id)
+            assert refused.status_code == 409 and refused.json()["error"] == "needs_reauth"
+            assert "at-0" not in refused.text
+            # A temporary failure elsewhere ("error") still serves the valid token.
+            set_status(alloy.settings.database_url, conn_id, "error")
+            assert (await token_of(api, conn_id)).json()["accessToken"] == "at-0"
+            # Due for a refresh: the full path refreshes it.
+            set_expiry(alloy.settings.database_url, conn_id, 30)
+            assert (await token_of(api, conn_id)).json()["accessToken"] == "at-1"
+        assert provider.refresh_count() == 1
