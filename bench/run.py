@@ -203,9 +203,6 @@ def main() -> None:
     parser.add_argument("--tool", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite",
                         help="postgres: a throwaway local cluster (needs PostgreSQL installed)")
-    parser.add_argument("--what-if", default="", metavar="VARIANTS",
-                        help="comma-separated bench/whatif.py variants (auth-cache, "
-                             "conn-cache): measure without those costs")
     parser.add_argument("--out", type=Path, help="also write the report to this file")
     args = parser.parse_args()
     use_wrk = args.tool == "wrk" or (args.tool == "auto" and shutil.which("wrk") is not None)
@@ -231,10 +228,8 @@ def main() -> None:
                "ALLOY_PUBLIC_URL": f"http://{HOST}:{port}", "ALLOY_PROVIDERS_FILE": str(providers),
                "ALLOY_CONNECTOR_BENCH_CLIENT_ID": "bench",
                "ALLOY_CONNECTOR_BENCH_CLIENT_SECRET": "bench-secret",
-               "ALLOY_BACKGROUND_REFRESH": "false", "ALLOY_WEBHOOK_DELIVERY": "false",
-               "ALLOY_BENCH_WHATIF": args.what_if}
-        factory = ("bench.whatif:app_from_env" if args.what_if
-                   else "alloy_oauth.server.app:app_from_env")
+               "ALLOY_BACKGROUND_REFRESH": "false", "ALLOY_WEBHOOK_DELIVERY": "false"}
+        factory = "alloy_oauth.server.app:app_from_env"
         migrate(database_url)
         api_key, conn_id = asyncio.run(seed(database_url, keys))
         auth = {"Authorization": f"Bearer {api_key}"}
@@ -309,7 +304,6 @@ async def measure(args: argparse.Namespace, use_wrk: bool, port: int, up_port: i
         "",
         f"Machine: {os.cpu_count()} CPUs, {platform.platform()}, Python "
         f"{platform.python_version()}. Database: {database}. "
-        f"{'What-if: ' + args.what_if + '. ' if args.what_if else ''}"
         f"Load: {tool}, {args.connections} connections, "
         f"{args.rounds} x {args.seconds:g} s per endpoint (interleaved); latency: "
         f"{len(direct_times)} sequential requests each on one kept-alive connection.",

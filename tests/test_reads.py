@@ -63,7 +63,7 @@ async def test_connections_read_back_exactly_on_both_databases(
             # Another account's key sees neither; a wrong key is refused.
             _, other_key = alloy.new_account()
             for path in (f"/connections/{basic_id}", f"/connections/{oauth_id}",
-                         f"/connections/{oauth_id}/token"):
+                         f"/connections/{oauth_id}/token", f"/connections/{oauth_id}/proxy/me"):
                 hidden = await api.get(path, headers={"Authorization": f"Bearer {other_key}"})
                 assert hidden.status_code == 404 and "at-0" not in hidden.text
                 wrong = await api.get(path, headers={"Authorization": "Bearer ak_wrong"})

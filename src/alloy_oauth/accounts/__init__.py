@@ -93,10 +93,13 @@ async def find_account(sessions: async_sessionmaker[AsyncSession], name: str) ->
         )).scalar()
 
 
+# The API key given as the `key_hash` parameter (`sha256(key)`), not revoked: the one test of
+# a key, here and in the token endpoint's joined read (connections.valid_token).
+ACTIVE_KEY = (ApiKey.key_hash == bindparam("key_hash")) & ApiKey.revoked_at.is_(None)
 _KEY_QUERY = (
     select(ApiKey.id, ApiKey.account_id, User.id)
     .join(User, (User.account_id == ApiKey.account_id) & User.is_default)
-    .where(ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None))
+    .where(ACTIVE_KEY)
 )
 
 

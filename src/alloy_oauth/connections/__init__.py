@@ -23,6 +23,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alloy_oauth import oauth, webhooks
+from alloy_oauth.accounts import ACTIVE_KEY, authenticate
 from alloy_oauth.connections._refresh import (
     REFRESH_MARGIN,
     AccessToken,
@@ -50,6 +51,7 @@ __all__ = [
     "delete",
     "fresh",
     "get",
+    "get_for_key",
     "list_for",
     "needs_refresh",
     "refresh",
@@ -64,9 +66,9 @@ REVOKE_TIMEOUT = 10.0
 USER_REVOKE_CONCURRENCY = 4
 
 
-_BY_REF = select(Connection).where(
-    Connection.account_id == bindparam("account_id"),
-    (Connection.id == bindparam("ref")) | (Connection.credential_id == bindparam("ref")))
+# A connection named by its connection id or its credential id (the `ref` parameter).
+_IS_REF = (Connection.id == bindparam("ref")) | (Connection.credential_id == bindparam("ref"))
+_BY_REF = select(Connection).where(Connection.account_id == bindparam("account_id"), _IS_REF)
 
 
 async def get(rt: Runtime, account_id: str, connection_id: str) -> Connection:
@@ -75,6 +77,21 @@ async def get(rt: Runtime, account_id: str, connection_id: str) -> Connection:
                                  {"account_id": account_id, "ref": connection_id})
     if conn is None:
         raise connection_not_found()
+    return conn
+
+
+_BY_KEY = (select(Connection).join(ApiKey, ApiKey.account_id == Connection.account_id)
+           .where(ACTIVE_KEY, _IS_REF))
+
+
+async def get_for_key(rt: Runtime, api_key: str, connection_id: str) -> Connection:
+    """`get` for the caller holding `api_key`, in one read (the key and the connection joined).
+    When that finds nothing, the key check and `get` give the exact answer (401 or 404)."""
+    conn = await rt.reads.entity(Connection, _BY_KEY,
+                                 {"key_hash": sha256(api_key), "ref": connection_id})
+    if conn is None:
+        who = await authenticate(rt.reads, api_key)
+        conn = await get(rt, who.account_id, connection_id)
     return conn
 
 
@@ -108,8 +125,7 @@ _VALID_TOKEN = (
            Connection.status, Connection.access_token_enc, Connection.token_type,
            Connection.expires_at, Connection.issued_at)
     .join(ApiKey, ApiKey.account_id == Connection.account_id)
-    .where(ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None),
-           (Connection.id == bindparam("ref")) | (Connection.credential_id == bindparam("ref")))
+    .where(ACTIVE_KEY, _IS_REF)
 )
 
 

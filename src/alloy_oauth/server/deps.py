@@ -1,9 +1,9 @@
 """Dependencies injected into routes: the runtime and the calling account.
 
-The hot routes (`GET /connections/{id}/token`, the proxy) call `caller()` and `query_flag()`
-themselves instead of declaring them: FastAPI's solving of each declared dependency and
-parameter costs more than the API-key check itself (`bench/run.py` shows the difference in
-server CPU per request).
+The hot routes (`GET /connections/{id}/token`, the proxy) call `get_runtime()`,
+`bearer_key()` and `query_flag()` themselves instead of declaring them: FastAPI's solving of
+each declared dependency and parameter costs more than the API-key check itself
+(`bench/run.py` shows the difference in server CPU per request).
 """
 
 from __future__ import annotations
@@ -39,11 +39,6 @@ def bearer_key(request: Request) -> str:
 
 async def get_principal(request: Request) -> Principal:
     return await authenticate(request.app.state.runtime.reads, bearer_key(request))
-
-
-async def caller(request: Request) -> tuple[Runtime, Principal]:
-    """The runtime and the calling account, for a route that takes no dependencies."""
-    return await get_runtime(request), await get_principal(request)
 
 
 _TRUE = frozenset({"true", "1", "yes", "on"})

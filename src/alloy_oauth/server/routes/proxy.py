@@ -7,7 +7,7 @@ from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 
 from alloy_oauth import connections, proxy
-from alloy_oauth.server.deps import caller
+from alloy_oauth.server.deps import bearer_key, get_runtime
 
 router = APIRouter(tags=["proxy"])
 
@@ -18,8 +18,8 @@ PATH = "/connections/{connection_id}/proxy/{path:path}"
 async def proxy_request(connection_id: str, path: str, request: Request) -> Response:
     """The provider's answer to `{apiBaseUrl}/{path}` with the connection's credential applied;
     method, query, headers and body passed through, streaming both ways."""
-    rt, who = await caller(request)
-    conn = await connections.get(rt, who.account_id, connection_id)
+    rt = await get_runtime(request)
+    conn = await connections.get_for_key(rt, bearer_key(request), connection_id)
     raw = request.scope.get("raw_path") or request.url.path.encode()
     raw_path = raw.split(b"/proxy/", 1)[1].decode("latin-1") if b"/proxy/" in raw else path
     headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
