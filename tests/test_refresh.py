@@ -459,3 +459,27 @@ async def test_force_refresh_takes_the_usual_boolean_spellings_and_names_a_bad_o
             for value in ("true", "1", "Yes", "on"):
                 assert (await token_of(api, conn_id, forceRefresh=value)).status_code == 200
         assert provider.refresh_count() == 4
+
+
+async def test_token_and_proxy_routes_are_documented_and_refuse_other_methods_in_json(
+        start_alloy: StartAlloy) -> None:
+    # Both are served by plain routes ahead of FastAPI's routing; the OpenAPI document still
+    # describes them, and a method they do not take gets the usual JSON error.
+    with alloy_with_fake(start_alloy) as (alloy, provider):
+        conn_id = seed_connection(alloy, expires_in=3000)
+        async with alloy.api() as api:
+            paths = (await api.get("/openapi.json")).json()["paths"]
+            token = paths["/connections/{connection_id}/token"]
+            assert list(token) == ["get"]
+            assert {(p["name"], p["in"]) for p in token["get"]["parameters"]} == {
+                ("connection_id", "path"), ("forceRefresh", "query")}
+            proxy = paths["/connections/{connection_id}/proxy/{path}"]
+            assert set(proxy) == {"get", "post", "put", "patch", "delete", "head", "options"}
+            assert len({op["operationId"] for op in proxy.values()}) == 7
+            for method in ("POST", "PUT", "DELETE"):
+                wrong = await api.request(method, f"/connections/{conn_id}/token")
+                assert wrong.status_code == 405, method
+                assert wrong.json()["error"] == "method_not_allowed"
+                assert "GET" in wrong.headers["allow"]
+            assert (await token_of(api, conn_id)).json()["accessToken"] == "at-0"
+        assert provider.refresh_count() == 0

@@ -73,6 +73,10 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = False
                    webhook_routes, action_routes):
         app.include_router(module.router)
     app.include_router(auth_config_routes.router)
+    # The two hot paths are plain Starlette routes, matched before anything else: FastAPI's
+    # routing through included routers and its parameter solving would cost more than the
+    # work itself (server/deps.py, hot_route).
+    app.router.routes[:0] = [*connections.hot_routes, *proxy_routes.hot_routes]
     app.include_router(frontend_router)  # /sdk/... and the hosted /connect/... pages
     if runtime.sandbox_enabled:
         app.include_router(_sandbox_router(runtime), prefix="/sandbox",

@@ -1,16 +1,20 @@
 """Dependencies injected into routes: the runtime and the calling account.
 
-The hot routes (`GET /connections/{id}/token`, the proxy) call `get_runtime()`,
-`bearer_key()` and `query_flag()` themselves instead of declaring them: FastAPI's solving of
-each declared dependency and parameter costs more than the API-key check itself
-(`bench/run.py` shows the difference in server CPU per request).
+The hot routes (`GET /connections/{id}/token`, the proxy) are plain Starlette routes (see
+`hot_route`) and call `get_runtime()`, `bearer_key()` and `query_flag()` themselves: FastAPI's
+routing through included routers and its solving of declared parameters cost more than the
+API-key check and the database read together (`bench/run.py` shows the difference in server
+CPU per request).
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from alloy_oauth.accounts import Principal, authenticate
 from alloy_oauth.errors import ServiceError, Unauthorized
@@ -60,6 +64,24 @@ def flag_parameter(name: str, description: str) -> dict[str, object]:
     """The OpenAPI description of a `query_flag` parameter."""
     return {"name": name, "in": "query", "required": False, "description": description,
             "schema": {"type": "boolean", "default": False}}
+
+
+def path_parameter(name: str, description: str) -> dict[str, object]:
+    """The OpenAPI description of a path parameter a hot route reads itself."""
+    return {"name": name, "in": "path", "required": True, "description": description,
+            "schema": {"type": "string"}}
+
+
+def hot_route(router: APIRouter, path: str, endpoint: Callable[[Request], Awaitable[Response]],
+              methods: Sequence[str], **documentation: Any) -> Route:
+    """Serve `endpoint(request)` at `path` from a plain Starlette route, which the app puts ahead
+    of FastAPI's routing (`create_app`), and declare it on `router` for the OpenAPI document
+    only: the declaration is never reached for `methods`, the route answers first."""
+    for method in methods:  # one operation each, so each has its own OpenAPI operation id
+        name = endpoint.__name__ + (f"_{method.lower()}" if len(methods) > 1 else "")
+        router.add_api_route(path, endpoint, methods=[method], response_class=Response,
+                             name=name, **documentation)
+    return Route(path, endpoint, methods=list(methods))
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]

@@ -15,6 +15,8 @@ from alloy_oauth.server.deps import (
     bearer_key,
     flag_parameter,
     get_runtime,
+    hot_route,
+    path_parameter,
     query_flag,
 )
 from alloy_oauth.server.routes import shapes
@@ -40,11 +42,9 @@ async def get_connection(connection_id: str, rt: RuntimeDep,
     return shapes.connection(await connections.get(rt, who.account_id, connection_id))
 
 
-@router.get("/connections/{connection_id}/token", openapi_extra={"parameters": [
-    flag_parameter("forceRefresh", "Refresh first even when the token is still valid.")]},
-    responses={200: {"description": '{"accessToken", "tokenType", "expiresAt"}'}})
-async def get_token(connection_id: str, request: Request) -> Response:
+async def get_token(request: Request) -> Response:
     rt = await get_runtime(request)
+    connection_id: str = request.path_params["connection_id"]
     key = bearer_key(request)
     force = query_flag(request, "forceRefresh")
     # Most calls find a valid token: one read. The rest take the full path (key check,
@@ -57,6 +57,17 @@ async def get_token(connection_id: str, request: Request) -> Response:
     return JSONResponse({"accessToken": token.access_token, "tokenType": token.token_type,
                          "expiresAt": shapes.iso(token.expires_at)},
                         headers={"Cache-Control": "no-store"})
+
+
+# Served ahead of FastAPI's routing (create_app); the declaration documents it.
+hot_routes = [hot_route(
+    router, "/connections/{connection_id}/token", get_token, ["GET"],
+    summary="Get Token", description="A valid access token, refreshed first when it expires "
+    "within the connector's margin (or when `forceRefresh` is true).",
+    openapi_extra={"parameters": [
+        path_parameter("connection_id", "The connection id (or its credential id)."),
+        flag_parameter("forceRefresh", "Refresh first even when the token is still valid.")]},
+    responses={200: {"description": '{"accessToken", "tokenType", "expiresAt"}'}})]
 
 
 @router.delete("/connections/{connection_id}")

@@ -7,7 +7,7 @@ from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 
 from alloy_oauth import connections, proxy
-from alloy_oauth.server.deps import bearer_key, get_runtime
+from alloy_oauth.server.deps import bearer_key, get_runtime, hot_route, path_parameter
 
 router = APIRouter(tags=["proxy"])
 
@@ -15,10 +15,12 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 PATH = "/connections/{connection_id}/proxy/{path:path}"
 
 
-async def proxy_request(connection_id: str, path: str, request: Request) -> Response:
+async def proxy_request(request: Request) -> Response:
     """The provider's answer to `{apiBaseUrl}/{path}` with the connection's credential applied;
     method, query, headers and body passed through, streaming both ways."""
     rt = await get_runtime(request)
+    connection_id: str = request.path_params["connection_id"]
+    path: str = request.path_params["path"]
     conn = await connections.get_for_key(rt, bearer_key(request), connection_id)
     raw = request.scope.get("raw_path") or request.url.path.encode()
     raw_path = raw.split(b"/proxy/", 1)[1].decode("latin-1") if b"/proxy/" in raw else path
@@ -42,6 +44,7 @@ async def proxy_request(connection_id: str, path: str, request: Request) -> Resp
     return response
 
 
-for _method in METHODS:
-    router.add_api_route(PATH, proxy_request, methods=[_method],
-                         name=f"proxy_{_method.lower()}", response_class=Response)
+# Served ahead of FastAPI's routing (create_app); the declarations document it.
+hot_routes = [hot_route(router, PATH, proxy_request, METHODS, openapi_extra={"parameters": [
+    path_parameter("connection_id", "The connection id (or its credential id)."),
+    path_parameter("path", "The path under the connector's API base URL.")]})]
