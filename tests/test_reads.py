@@ -3,15 +3,19 @@ field comes back as written (JSON, times), and nothing is cached between request
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 import pytest
 from sqlalchemy import update
 
 from alloy_oauth.store.models import Connection
+from alloy_oauth.store.reads import READ_POOL_SIZE
 from tests.conftest import StartAlloy
+from tests.support.aio import run_coro
 from tests.support.postgres import PostgresCluster, start_postgres
 from tests.test_refresh import (
     alloy_with_fake,
@@ -102,3 +106,40 @@ async def test_a_token_that_looks_valid_is_not_served_once_the_connection_needs_
             set_expiry(alloy.settings.database_url, conn_id, 30)
             assert (await token_of(api, conn_id)).json()["accessToken"] == "at-1"
         assert provider.refresh_count() == 1
+
+
+def terminate_other_sessions(cluster: PostgresCluster, database_url: str) -> int:
+    """What a database restart does to the server's connections: ends them all."""
+    name = database_url.rsplit("/", 1)[1]
+
+    async def work() -> int:
+        conn = await asyncpg.connect(host=cluster.host, port=cluster.port, user=cluster.user,
+                                     database="postgres")
+        try:
+            ended: int = await conn.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = $1 AND pid <> pg_backend_pid()", name)
+            return ended
+        finally:
+            await conn.close()
+    return run_coro(work)
+
+
+async def test_postgres_reads_survive_dropped_connections_and_more_callers_than_connections(
+        start_alloy: StartAlloy, postgres: PostgresCluster) -> None:
+    settings = {"database_url": postgres.create_database("dropped")}
+    with alloy_with_fake(start_alloy, settings=settings) as (alloy, provider):
+        conn_id = seed_connection(alloy, expires_in=3000)
+        async with alloy.api() as api:
+            # Four times the reader's connections at once: each waits its turn, none fails.
+            answers = await asyncio.gather(*(token_of(api, conn_id)
+                                             for _ in range(4 * READ_POOL_SIZE)))
+            assert [a.status_code for a in answers] == [200] * (4 * READ_POOL_SIZE)
+            assert terminate_other_sessions(postgres, alloy.settings.database_url) >= 2
+            # Every idle connection is dead now: the next reads answer all the same.
+            for _ in range(3):
+                again = await asyncio.gather(*(token_of(api, conn_id) for _ in range(5)))
+                assert [a.json()["accessToken"] for a in again] == ["at-0"] * 5
+            shown = await api.get(f"/connections/{conn_id}/proxy/me")
+            assert shown.status_code != 500, shown.text
+        assert provider.refresh_count() == 0

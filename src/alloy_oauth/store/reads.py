@@ -10,12 +10,12 @@ parameters and results go through the column types' own bind and result processo
 connection is read-only (`PRAGMA query_only`) and in autocommit mode, so each SELECT is its own
 transaction and sees every commit made before it, by this process or any other.
 
-PostgreSQL (asyncpg): a small asyncpg pool of the reader's own, with the JSON codecs SQLAlchemy
-sets up, runs the statement (compiled once by SQLAlchemy's asyncpg dialect) with one `fetchrow`:
-one round trip, where the engine's checkout costs three more (pre-ping, isolation level set and
-reset) and SQLAlchemy's greenlet hops (`bench/run.py --database postgres`). A read that finds its
-connection dropped (a database restart) is retried once on a fresh one. Other async drivers:
-the engine's own execute.
+PostgreSQL (asyncpg): the statement (compiled once by SQLAlchemy's asyncpg dialect) runs with one
+`fetchrow` on an asyncpg connection of the reader's own (`_PgConnections`, with the JSON codecs
+SQLAlchemy sets up): one round trip, where the engine's checkout costs three more (pre-ping,
+isolation level set and reset) and SQLAlchemy's greenlet hops. A read that finds its connection
+dropped (a database restart) drops the idle ones too and is retried once on a fresh one. Other
+async drivers: the engine's own execute.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import functools
 import json
 import sqlite3
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, TypeVarTuple
@@ -101,9 +102,99 @@ async def _json_codecs(conn: asyncpg.Connection) -> None:
                                   schema="pg_catalog")
 
 
-async def _keep_session(_conn: asyncpg.Connection) -> None:
-    """No reset query when a connection returns to the pool: a single SELECT leaves no session
-    state (no transaction, lock, cursor or setting) behind, and the reset is a round trip."""
+# What a dropped connection raises (a database restart, a network cut).
+_DROPPED = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError)
+
+
+class _PgConnections:
+    """Up to `size` asyncpg connections for single-statement reads, each used by one read at a
+    time. asyncpg's own pool costs about 50 µs of CPU per read in its acquire and release
+    bookkeeping (timeouts, a shielded release task), more than the `fetchrow` itself
+    (`bench/run.py --database postgres`); a single SELECT leaves no session state behind, so a
+    connection needs no reset between reads either."""
+
+    def __init__(self, dsn: str, size: int) -> None:
+        self._dsn = dsn
+        self._size = size
+        self._idle: list[asyncpg.Connection] = []
+        self._opened = 0  # idle, busy and being opened
+        self._waiting: deque[asyncio.Future[asyncpg.Connection | None]] = deque()
+        self._closed = False
+
+    async def fetchrow(self, sql: str, args: list[Any]) -> asyncpg.Record | None:
+        for attempt in (1, 2):
+            conn = await self._acquire()
+            try:
+                record: asyncpg.Record | None = await conn.fetchrow(sql, *args)
+            except _DROPPED:
+                self._discard(conn)
+                self._drop_idle()  # dropped too, most likely (a restart)
+                if attempt == 2:
+                    raise
+                continue
+            except BaseException:  # cancelled mid-read, or a query error: start clean
+                self._discard(conn)
+                raise
+            self._release(conn)
+            return record
+        raise AssertionError("unreachable")
+
+    async def _acquire(self) -> asyncpg.Connection:
+        if self._closed:
+            raise asyncpg.InterfaceError("the reader is closed")
+        if self._idle:
+            return self._idle.pop()
+        if self._opened < self._size:
+            self._opened += 1
+            try:
+                conn: asyncpg.Connection = await asyncpg.connect(self._dsn)
+                await _json_codecs(conn)
+            except BaseException:
+                self._opened -= 1
+                self._wake_one(None)  # its slot is free: a waiter may open one
+                raise
+            return conn
+        waiter: asyncio.Future[asyncpg.Connection | None] = \
+            asyncio.get_running_loop().create_future()
+        self._waiting.append(waiter)
+        try:
+            handed = await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled() and waiter.result() is not None:
+                self._release(waiter.result())  # handed over as this waiter was cancelled
+            raise
+        return handed if handed is not None else await self._acquire()
+
+    def _wake_one(self, conn: asyncpg.Connection | None) -> bool:
+        """Hand `conn` (None: a free slot) to the first waiter still waiting."""
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return True
+        return False
+
+    def _release(self, conn: asyncpg.Connection) -> None:
+        if self._closed:
+            self._discard(conn)
+        elif not self._wake_one(conn):
+            self._idle.append(conn)
+
+    def _discard(self, conn: asyncpg.Connection) -> None:
+        conn.terminate()
+        self._opened -= 1
+        self._wake_one(None)
+
+    def _drop_idle(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            self._discard(conn)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        idle, self._idle = self._idle, []
+        self._opened -= len(idle)
+        await asyncio.gather(*(conn.close() for conn in idle), return_exceptions=True)
 
 
 def _sqlite_file(engine: AsyncEngine) -> str | None:
@@ -124,9 +215,8 @@ class Reader:
         self._file = _sqlite_file(engine)
         self._async = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._dialect = engine.dialect
-        self._pg_dsn = (engine.url.set(drivername="postgresql").render_as_string(
-            hide_password=False) if engine.dialect.driver == "asyncpg" else None)
-        self._pg_pool: asyncio.Future[asyncpg.Pool] | None = None
+        self._pg = (_PgConnections(engine.url.set(drivername="postgresql").render_as_string(
+            hide_password=False), READ_POOL_SIZE) if engine.dialect.driver == "asyncpg" else None)
         self._local = threading.local()
         self._opened: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -148,27 +238,13 @@ class Reader:
             plan = _plan(stmt, _DIALECT)
             raw = self._connection().execute(plan.sql, plan.parameters(params)).fetchone()
             return None if raw is None else plan.row(raw)
-        if self._pg_dsn is not None:
+        if self._pg is not None:
             plan = _plan(stmt, self._dialect)
-            pool = await self._postgres_pool()
-            for attempt in (1, 2):
-                try:
-                    record = await pool.fetchrow(plan.sql, *plan.parameters(params))
-                    break
-                except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError):
-                    if attempt == 2:
-                        raise
+            record = await self._pg.fetchrow(plan.sql, plan.parameters(params))
             return None if record is None else plan.row(tuple(record))
         async with self._async.connect() as aconn:
             row = (await aconn.execute(stmt, params)).first()
         return None if row is None else row._tuple()
-
-    async def _postgres_pool(self) -> asyncpg.Pool:
-        if self._pg_pool is None:  # the first read of this event loop opens it
-            self._pg_pool = asyncio.ensure_future(asyncpg.create_pool(
-                self._pg_dsn, min_size=1, max_size=READ_POOL_SIZE, init=_json_codecs,
-                reset=_keep_session))
-        return await self._pg_pool
 
     async def entity(self, model: type[M], stmt: Select[M],
                      params: dict[str, Any]) -> M | None:
@@ -188,6 +264,5 @@ class Reader:
                 conn.close()
             self._opened.clear()
         self._local = threading.local()
-        if self._pg_pool is not None:
-            pool, self._pg_pool = self._pg_pool, None
-            await (await pool).close()
+        if self._pg is not None:
+            await self._pg.aclose()
