@@ -108,10 +108,10 @@ _DROPPED = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError)
 
 class _PgConnections:
     """Up to `size` asyncpg connections for single-statement reads, each used by one read at a
-    time. asyncpg's own pool costs about 50 µs of CPU per read in its acquire and release
-    bookkeeping (timeouts, a shielded release task), more than the `fetchrow` itself
-    (`bench/run.py --database postgres`); a single SELECT leaves no session state behind, so a
-    connection needs no reset between reads either."""
+    time. asyncpg's own pool costs 40 - 70 µs of CPU per read in its acquire and release
+    bookkeeping (timeouts, a shielded release task), more than the `fetchrow` itself (about
+    30 µs; docs/benchmarks.md); a single SELECT leaves no session state behind, so a connection
+    needs no reset between reads either."""
 
     def __init__(self, dsn: str, size: int) -> None:
         self._dsn = dsn
