@@ -22,7 +22,6 @@ import os
 import platform
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,21 +34,13 @@ from pathlib import Path
 import httpx2
 import yaml
 from sqlalchemy import select
+from tests.support.servers import HOST, free_port
 
 from alloy_oauth.accounts import create_account_with_key
 from alloy_oauth.crypto import SecretBox, new_key, parse_keys
 from alloy_oauth.ids import new_id
 from alloy_oauth.store.db import create_engine, migrate, sessionmaker
 from alloy_oauth.store.models import Connection, User, utcnow
-
-HOST = "127.0.0.1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextlib.contextmanager
