@@ -10,11 +10,10 @@ import sys
 from pathlib import Path
 
 from alloy_oauth.providers import Connector, builtin_catalog
+from alloy_oauth.testing import EMULATORS
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = ROOT / "docs" / "connectors.md"
-# The connectors with an emulator in alloy_oauth.testing and a full-flow test.
-EMULATED = frozenset({"notion", "hubspot", "salesforce", "slack", "google-drive", "github"})
 
 # Quirk fields worth a word in the table, in the order they are listed.
 _NOTES: list[tuple[str, str]] = [
@@ -107,7 +106,7 @@ def render() -> str:
         source = f"[{label}]({c.source})" if c.source else ""
         if c.checked:
             source += f", checked {c.checked.isoformat()}"
-            if c.id in EMULATED:
+            if c.id in EMULATORS:  # an emulator and a full-flow test
                 source += " + emulator"
         else:
             source += ", *not re-checked*"

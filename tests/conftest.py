@@ -20,6 +20,7 @@ from alloy_oauth.server.app import create_app
 from alloy_oauth.settings import Settings
 from alloy_oauth.store.db import create_engine, migrate, sessionmaker
 from tests.support.aio import run_coro
+from tests.support.postgres import PostgresCluster, start_postgres
 from tests.support.servers import free_port, run_asgi
 
 StartAlloy = Callable[..., contextlib.AbstractContextManager["Alloy"]]
@@ -98,3 +99,11 @@ def start_alloy(tmp_path: Path) -> Iterator[StartAlloy]:
                         db_path=db_path)
 
     yield start
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """One throwaway PostgreSQL cluster for the run; each test makes its own database in it
+    (`postgres.create_database(...)`)."""
+    with start_postgres() as cluster:
+        yield cluster

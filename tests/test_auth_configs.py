@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable
 from typing import Any
 
 import httpx2
@@ -11,9 +9,8 @@ import pytest
 
 from alloy_oauth.testing import NotionEmulator
 from alloy_oauth.testing.flow import connect_flow
-from tests.conftest import Alloy
+from tests.conftest import StartAlloy
 
-StartAlloy = Callable[..., contextlib.AbstractContextManager[Alloy]]
 APP = "http://localhost:3999/oauth/callback"
 
 

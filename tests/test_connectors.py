@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -14,9 +13,9 @@ from alloy_oauth.oauth.apply import api_request_auth
 from alloy_oauth.providers import builtin_catalog
 from alloy_oauth.testing import Grant, ProviderEmulator
 from alloy_oauth.testing.flow import connect_flow
-from tests.conftest import Alloy
+from tests.conftest import StartAlloy
+from tests.support.emulators import alloy_with_emulator
 
-StartAlloy = Callable[..., contextlib.AbstractContextManager[Alloy]]
 APP = "http://localhost:3999/oauth/callback"
 
 
@@ -203,12 +202,10 @@ class QuickBooksEmulator(ProviderEmulator):
 
 async def test_value_from_the_callback_query_is_kept_and_builds_the_api_base(
         start_alloy: StartAlloy) -> None:
-    with QuickBooksEmulator() as qbo, start_alloy(providers=qbo.providers_entry(),
-                                                  connector_env=qbo.connector_env()) as alloy:
-        async with alloy.api() as api:
-            flow = await connect_flow(api, "quickbooks", redirect_uri=APP)
-            assert flow.connection_id, flow.query
-            conn = (await api.get(f"/connections/{flow.connection_id}")).json()
+    async with alloy_with_emulator(start_alloy, QuickBooksEmulator()) as (qbo, _, api):
+        flow = await connect_flow(api, "quickbooks", redirect_uri=APP)
+        assert flow.connection_id, flow.query
+        conn = (await api.get(f"/connections/{flow.connection_id}")).json()
         assert conn["metadata"]["realmId"] == qbo.realm_id
         connector = builtin_catalog()["quickbooks"].model_copy(
             update={"api_base_url": qbo.base_url + "/v3/company/${realmId}"})
@@ -224,10 +221,8 @@ class QuickBooksWithoutRealm(QuickBooksEmulator):
 
 async def test_callback_without_the_value_the_api_base_needs_is_an_error(
         start_alloy: StartAlloy) -> None:
-    with QuickBooksWithoutRealm() as qbo, start_alloy(
-            providers=qbo.providers_entry(), connector_env=qbo.connector_env()) as alloy:
-        async with alloy.api() as api:
-            flow = await connect_flow(api, "quickbooks", redirect_uri=APP)
+    async with alloy_with_emulator(start_alloy, QuickBooksWithoutRealm()) as (qbo, alloy, api):
+        flow = await connect_flow(api, "quickbooks", redirect_uri=APP)
         assert flow.error == "provider_error"
         assert "realmId" in flow.query["error_description"]
         assert alloy.rows("connections") == 0 and qbo.token_requests == []

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import shutil
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from html.parser import HTMLParser
 from pathlib import Path
 from types import SimpleNamespace
@@ -28,11 +27,10 @@ from alloy_oauth.providers import Connector
 from alloy_oauth.runtime import encryption_box
 from alloy_oauth.settings import Settings
 from alloy_oauth.store.models import Account
-from tests.conftest import Alloy
+from tests.conftest import Alloy, StartAlloy
 from tests.support.browser import HttpBrowser
 from tests.support.servers import free_port
 
-StartAlloy = Callable[..., contextlib.AbstractContextManager[Alloy]]
 APP_ORIGIN = "http://127.0.0.1:3999"
 NEVER = "http://never.invalid/"
 

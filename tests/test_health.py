@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2
-import pytest
 import yaml
 
 from alloy_oauth import AsyncAlloyOAuthFlow, verify_webhook_signature
@@ -24,7 +23,7 @@ from alloy_oauth.store.db import migrate
 from tests.conftest import Alloy, StartAlloy
 from tests.support.browser import HttpBrowser, query_params
 from tests.support.oidc import provider_yaml_entry, start_oidc_provider
-from tests.support.postgres import PostgresCluster, start_postgres
+from tests.support.postgres import PostgresCluster
 from tests.support.servers import free_port, run_asgi
 from tests.test_refresh import (
     CLIENT_ENV,
@@ -41,12 +40,6 @@ from tests.test_refresh import (
 )
 
 APP_CALLBACK = "http://localhost:3999/oauth/callback"
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresCluster]:
-    with start_postgres() as cluster:
-        yield cluster
 
 
 async def wait_until_cooled(alloy: Alloy, conn_id: str) -> None:

@@ -6,14 +6,10 @@ the same, valid token; 20 rounds, on SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import sys
-import time
-from collections.abc import Iterator
+import os
 from pathlib import Path
 
 import httpx2
-import pytest
 import yaml
 
 from alloy_oauth import AsyncAlloyOAuthFlow
@@ -21,44 +17,18 @@ from alloy_oauth.accounts import create_account_with_key
 from alloy_oauth.crypto import new_key
 from alloy_oauth.store.db import migrate
 from tests.support.browser import HttpBrowser, query_params
-from tests.support.oidc import OidcProvider, provider_yaml_entry, start_oidc_provider
-from tests.support.postgres import PostgresCluster, start_postgres
-from tests.support.servers import free_port, run_process
+from tests.support.oidc import provider_yaml_entry, start_oidc_provider
+from tests.support.postgres import PostgresCluster
+from tests.support.servers import free_port
 from tests.test_refresh import set_expiry, with_sessions
+from tests.test_two_processes import serve
 
 ROUNDS = 20
 REQUESTS = 200
-ALLOY = str(Path(sys.executable).parent / "alloy-oauth")
 APP_CALLBACK = "http://localhost:3999/oauth/callback"
 
 
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresCluster]:
-    with start_postgres() as cluster:
-        yield cluster
-
-
-@contextlib.contextmanager
-def serve(port: int, env: dict[str, str], cwd: Path) -> Iterator[str]:
-    """`alloy-oauth serve --port PORT` in a subprocess; yields its URL once /healthz answers."""
-    url = f"http://127.0.0.1:{port}"
-    # serve prints nothing to wait on: print a line first, then poll /healthz.
-    with run_process(["sh", "-c", f'echo started; exec "{ALLOY}" serve --port {port}'],
-                     env=env, ready_line_prefix="started", cwd=cwd) as proc:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx2.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx2.HTTPError:
-                pass
-            if proc.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"alloy-oauth serve did not come up:\n{proc.stderr()[-3000:]}")
-            time.sleep(0.1)
-        yield url
-
-
-async def connect(api_key: str, base_url: str, oidc: OidcProvider) -> str:
+async def connect(api_key: str, base_url: str) -> str:
     async with AsyncAlloyOAuthFlow(api_key=api_key, base_url=base_url) as flow, \
             HttpBrowser() as browser:
         start = await flow.initiate_oauth_flow("oidc", APP_CALLBACK)
@@ -77,16 +47,17 @@ async def race_rounds(database_url: str, tmp_path: Path) -> None:
         migrate(database_url)
         _, api_key = with_sessions(database_url,
                                    lambda sessions: create_account_with_key(sessions, "race"))
-        env = {
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ALLOY_")}
+        env.update({
             "ALLOY_DATABASE_URL": database_url, "ALLOY_ENCRYPTION_KEYS": new_key("race"),
             "ALLOY_PUBLIC_URL": public, "ALLOY_PROVIDERS_FILE": str(providers),
             "ALLOY_CONNECTOR_OIDC_CLIENT_ID": oidc.client_id,
             "ALLOY_CONNECTOR_OIDC_CLIENT_SECRET": oidc.client_secret,
             # Only the requests race here; the background refresher has its own test.
             "ALLOY_BACKGROUND_REFRESH": "false", "ALLOY_WEBHOOK_DELIVERY": "false",
-        }
+        })
         with serve(port_a, env, tmp_path) as server_a, serve(port_b, env, tmp_path) as server_b:
-            conn_id = await connect(api_key, server_a, oidc)
+            conn_id = await connect(api_key, server_a)
             headers = {"Authorization": f"Bearer {api_key}"}
             limits = httpx2.Limits(max_connections=REQUESTS, max_keepalive_connections=REQUESTS)
             async with httpx2.AsyncClient(base_url=server_a, headers=headers, timeout=60,

@@ -4,33 +4,23 @@ field comes back as written (JSON, times), and nothing is cached between request
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import update
 
-from alloy_oauth.store.models import Connection
 from alloy_oauth.store.reads import READ_POOL_SIZE
 from tests.conftest import StartAlloy
 from tests.support.aio import run_coro
-from tests.support.postgres import PostgresCluster, start_postgres
+from tests.support.postgres import PostgresCluster
 from tests.test_refresh import (
     alloy_with_fake,
     read_connection,
     seed_connection,
     set_expiry,
     token_of,
-    with_sessions,
+    update_connection,
 )
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresCluster]:
-    with start_postgres() as cluster:
-        yield cluster
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgres"])
@@ -81,11 +71,8 @@ async def test_connections_read_back_exactly_on_both_databases(
 
 
 def set_status(url: str, conn_id: str, status: str) -> None:
-    async def work(sessions: Any) -> None:
-        async with sessions.begin() as db:
-            await db.execute(update(Connection).where(Connection.id == conn_id).values(
-                status=status, last_error="invalid_grant: revoked elsewhere"))
-    with_sessions(url, work)
+    update_connection(url, conn_id, status=status,
+                      last_error="invalid_grant: revoked elsewhere")
 
 
 async def test_a_token_that_looks_valid_is_not_served_once_the_connection_needs_the_user(

@@ -31,7 +31,8 @@ from alloy_oauth.oauth import ProviderError
 from alloy_oauth.runtime import build_runtime
 from alloy_oauth.store.db import create_engine, sessionmaker
 from alloy_oauth.store.models import Connection, User, utcnow
-from tests.conftest import Alloy, StartAlloy, run_coro
+from tests.conftest import Alloy, StartAlloy
+from tests.support.aio import run_coro
 from tests.support.servers import run_asgi
 
 CLIENT_ENV = {"ALLOY_CONNECTOR_FAKE_CLIENT_ID": "fake-client",
@@ -260,15 +261,19 @@ def seed_connection(alloy: Alloy, *, connector_id: str = "fake", access_token: s
     return result
 
 
+def update_connection(url: str, conn_id: str, **values: Any) -> None:
+    """Change a stored connection's columns, as another process would."""
+    async def work(sessions: Any) -> None:
+        async with sessions.begin() as db:
+            await db.execute(update(Connection).where(Connection.id == conn_id).values(**values))
+    with_sessions(url, work)
+
+
 def set_expiry(url: str, conn_id: str, seconds: float, lifetime: float = 3600) -> None:
     """Make the stored token expire `seconds` from now (negative: already expired)."""
-    async def work(sessions: Any) -> None:
-        now = utcnow()
-        async with sessions.begin() as db:
-            await db.execute(update(Connection).where(Connection.id == conn_id).values(
-                expires_at=now + timedelta(seconds=seconds),
-                issued_at=now + timedelta(seconds=seconds - lifetime)))
-    with_sessions(url, work)
+    now = utcnow()
+    update_connection(url, conn_id, expires_at=now + timedelta(seconds=seconds),
+                      issued_at=now + timedelta(seconds=seconds - lifetime))
 
 
 def read_connection(url: str, conn_id: str) -> Connection:

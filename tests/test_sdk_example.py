@@ -11,7 +11,7 @@ import os
 import re
 import secrets
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,13 +22,12 @@ from alloy_oauth.crypto import new_key
 from alloy_oauth.example import create_app as create_example
 from alloy_oauth.runtime import encryption_box
 from alloy_oauth.settings import Settings
-from tests.conftest import Alloy
+from tests.conftest import Alloy, StartAlloy
 from tests.support.chromium import launch_chromium
 from tests.support.servers import free_port, run_asgi
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-StartAlloy = Callable[..., contextlib.AbstractContextManager[Alloy]]
 DOCS_SHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -5,20 +5,25 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx2
 import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, Page
 
-from tests.conftest import Alloy
-from tests.support.chromium import app_page_server, events, launch_chromium, open_app
+from tests.conftest import Alloy, StartAlloy
+from tests.support.chromium import (
+    app_page_server,
+    launch_chromium,
+    only_event,
+    open_app,
+    start_connect,
+)
 from tests.support.oidc import OidcProvider, alloy_with_oidc
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-StartAlloy = Callable[..., contextlib.AbstractContextManager[Alloy]]
 CONNECT_PAGE = re.compile(r"/connect/oidc\?token=")
 
 
@@ -55,60 +60,46 @@ async def test_connect_through_oidc_provider_gives_a_working_connection(
         browser: Browser, start_alloy: StartAlloy) -> None:
     with running(start_alloy) as (alloy, oidc, app):
         user_id, token = await user_token(alloy)
-        page = await open_app(browser, app, token)
-        async with page.expect_popup() as popup_info:
-            await page.evaluate("() => { alloy.connect('oidc', callbacks()); }")
-        popup = await popup_info.value
-        await popup.wait_for_url(CONNECT_PAGE)
-        await sign_in(popup, oidc)
-        await popup.get_by_role("button", name="Continue").click()  # oidc-provider's consent
-        found = await events(page)
-        assert [e["kind"] for e in found] == ["success"], found
-        connection_id = found[0]["value"]
-        async with alloy.api() as api:
-            info = (await api.get(f"/connections/{connection_id}")).json()
-            access = (await api.get(f"/connections/{connection_id}/token")).json()
-        assert info["userId"] == user_id and info["connectorId"] == "oidc"
-        async with httpx2.AsyncClient() as http:
-            me = await http.get(oidc.userinfo_url,
-                                headers={"Authorization": f"Bearer {access['accessToken']}"})
-        assert me.status_code == 200 and me.json()["sub"] == "alice"
-        await page.context.close()
+        async with open_app(browser, app, token) as page:
+            popup = await start_connect(page, "oidc")
+            await sign_in(popup, oidc)
+            await popup.get_by_role("button", name="Continue").click()  # oidc-provider's consent
+            connection_id = await only_event(page, "success")
+            async with alloy.api() as api:
+                info = (await api.get(f"/connections/{connection_id}")).json()
+                access = (await api.get(f"/connections/{connection_id}/token")).json()
+            assert info["userId"] == user_id and info["connectorId"] == "oidc"
+            async with httpx2.AsyncClient() as http:
+                me = await http.get(oidc.userinfo_url,
+                                    headers={"Authorization": f"Bearer {access['accessToken']}"})
+            assert me.status_code == 200 and me.json()["sub"] == "alice"
 
 
 async def test_cancelling_at_oidc_provider_calls_on_error_with_access_denied(
         browser: Browser, start_alloy: StartAlloy) -> None:
     with running(start_alloy) as (alloy, oidc, app):
         _, token = await user_token(alloy)
-        page = await open_app(browser, app, token)
-        async with page.expect_popup() as popup_info:
-            await page.evaluate("() => { alloy.connect('oidc', callbacks()); }")
-        popup = await popup_info.value
-        await popup.wait_for_url(CONNECT_PAGE)
-        await popup.get_by_role("button", name="Continue").click()
-        await popup.wait_for_url(re.compile(re.escape(oidc.issuer) + r"/interaction/"))
-        await popup.get_by_role("link", name="[ Cancel ]").click()
-        found = await events(page)
-        assert [e["kind"] for e in found] == ["error"], found
-        assert found[0]["value"]["code"] == "access_denied"
-        assert alloy.rows("connections") == 0
-        await page.context.close()
+        async with open_app(browser, app, token) as page:
+            popup = await start_connect(page, "oidc")
+            await popup.get_by_role("button", name="Continue").click()
+            await popup.wait_for_url(re.compile(re.escape(oidc.issuer) + r"/interaction/"))
+            await popup.get_by_role("link", name="[ Cancel ]").click()
+            assert (await only_event(page, "error"))["code"] == "access_denied"
+            assert alloy.rows("connections") == 0
 
 
 async def test_redirect_mode_through_oidc_provider(browser: Browser,
                                                    start_alloy: StartAlloy) -> None:
     with running(start_alloy) as (alloy, oidc, app):
         user_id, token = await user_token(alloy)
-        page = await open_app(browser, app, token)
-        await page.evaluate("() => alloy.connect('oidc', Object.assign({mode: 'redirect'}, "
-                            "callbacks()))")
-        await page.wait_for_url(CONNECT_PAGE)
-        await sign_in(page, oidc)
-        await page.get_by_role("button", name="Continue").click()
-        await page.wait_for_url(f"{app}/app")
-        found = await events(page)
-        assert [e["kind"] for e in found] == ["success"], found
-        async with alloy.api() as api:
-            info = (await api.get(f"/connections/{found[0]['value']}")).json()
-        assert info["userId"] == user_id
-        await page.context.close()
+        async with open_app(browser, app, token) as page:
+            await page.evaluate("() => alloy.connect('oidc', Object.assign({mode: 'redirect'}, "
+                                "callbacks()))")
+            await page.wait_for_url(CONNECT_PAGE)
+            await sign_in(page, oidc)
+            await page.get_by_role("button", name="Continue").click()
+            await page.wait_for_url(f"{app}/app")
+            connection_id = await only_event(page, "success")
+            async with alloy.api() as api:
+                info = (await api.get(f"/connections/{connection_id}")).json()
+            assert info["userId"] == user_id

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import html
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -80,14 +81,32 @@ def app_page_server(server_url: str) -> contextlib.AbstractContextManager[str]:
     return run_asgi(app)
 
 
-async def open_app(browser: Browser, app_url: str, jwt: str) -> Page:
-    """A fresh browser context on the test app page, authenticated with `jwt`."""
+@contextlib.asynccontextmanager
+async def open_app(browser: Browser, app_url: str, jwt: str) -> AsyncIterator[Page]:
+    """A fresh browser context on the test app page, authenticated with `jwt`, for the
+    `async with` block (the context is closed at its end)."""
     context = await browser.new_context()
-    page = await context.new_page()
-    await page.goto(f"{app_url}/app")
-    await page.evaluate(
-        "(jwt) => { sessionStorage.setItem('jwt', jwt); return alloy.authenticate(jwt); }", jwt)
-    return page
+    try:
+        page = await context.new_page()
+        await page.goto(f"{app_url}/app")
+        await page.evaluate(
+            "(jwt) => { sessionStorage.setItem('jwt', jwt); return alloy.authenticate(jwt); }",
+            jwt)
+        yield page
+    finally:
+        await context.close()
+
+
+async def start_connect(page: Page, connector: str = "sandbox", **options: Any) -> Page:
+    """Call alloy.connect() on the app page (its promise kept in window.result); return the
+    popup once it shows the connect page."""
+    async with page.expect_popup() as popup_info:
+        await page.evaluate(
+            "([c, o]) => { window.result = alloy.connect(c, Object.assign(o, callbacks())); }",
+            [connector, options])
+    popup = await popup_info.value
+    await popup.wait_for_url(re.compile(rf"/connect/{re.escape(connector)}\?token="))
+    return popup
 
 
 async def events(page: Page, count: int = 1, timeout: float = 15_000) -> list[dict[str, Any]]:
@@ -96,3 +115,10 @@ async def events(page: Page, count: int = 1, timeout: float = 15_000) -> list[di
                                  timeout=timeout)
     found: list[dict[str, Any]] = await page.evaluate("window.events")
     return found
+
+
+async def only_event(page: Page, kind: str) -> Any:
+    """Wait for the page's first callback, assert it is the only one and of `kind`; its value."""
+    found = await events(page)
+    assert [e["kind"] for e in found] == [kind], found
+    return found[0]["value"]

@@ -29,7 +29,6 @@ from alloy_oauth.connections._refresh import (
     AccessToken,
     current_token,
     fresh,
-    needs_reauth_error,
     needs_refresh,
     refresh,
     refresh_due,
@@ -108,13 +107,12 @@ async def list_for(rt: Runtime, account_id: str, *, user_id: str | None = None,
 
 async def access_token(rt: Runtime, account_id: str, connection_id: str, *,
                        force_refresh: bool = False) -> AccessToken:
-    """A valid access token, refreshed first when it expires soon (or when forced)."""
+    """A valid access token, refreshed first when it expires soon (or when forced); 409
+    needs_reauth (from `fresh`) when the provider refused the grant."""
     conn = await get(rt, account_id, connection_id)
     if conn.credential_type != "oauth2":
         raise Conflict("This connection holds no OAuth token (it is an "
                        f"{conn.credential_type} credential).", code="not_oauth")
-    if conn.status == "needs_reauth":
-        raise needs_reauth_error(conn)
     return current_token(rt, await fresh(rt, conn, force=force_refresh))
 
 

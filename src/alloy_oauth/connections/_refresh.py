@@ -11,7 +11,6 @@ import hashlib
 import logging
 import math
 import os
-import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,13 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, text, update
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alloy_oauth import oauth, webhooks
+from alloy_oauth.backoff import backoff
 from alloy_oauth.errors import Conflict, ProviderFailure, ServiceError, connection_not_found
 from alloy_oauth.runtime import Runtime
 from alloy_oauth.store.models import Connection, utcnow
+from alloy_oauth.store.reads import sqlite_file
 
 log = logging.getLogger(__name__)
 
@@ -100,13 +100,6 @@ def _cooldown_error(conn: Connection, now: datetime) -> ProviderFailure:
         code="provider_error", headers={"Retry-After": str(wait)})
 
 
-def backoff(rt: Runtime, failures: int) -> float:
-    """Seconds of cooldown after `failures` temporary failures in a row: doubling, jittered."""
-    delay = min(rt.settings.refresh_retry_max,
-                rt.settings.refresh_retry_base * 2.0 ** max(0, failures - 1))
-    return delay / 2 + random.uniform(0, delay / 2)
-
-
 async def fresh(rt: Runtime, conn: Connection, *, force: bool = False) -> Connection:
     """`conn` with a usable access token: refreshed when it expires soon (or when forced),
     unless the connection is cooling down after a provider failure."""
@@ -172,8 +165,8 @@ async def _lock_row(db: AsyncSession, conn_id: str, *, wait: bool) -> Connection
 
 
 def _lock_dir(rt: Runtime) -> Path | None:
-    database = make_url(rt.settings.database_url).database
-    if not database or database == ":memory:" or database.startswith("file:"):
+    database = sqlite_file(rt.engine)
+    if database is None:
         return None  # a private database: only this process can refresh
     path = Path(database).resolve()
     return path.with_name(f".{path.name}.refresh-locks")  # hidden, beside the -wal file
@@ -353,7 +346,7 @@ async def _record_failure(rt: Runtime, db: AsyncSession, row: Connection,
         raise needs_reauth_error(row)
     now = utcnow()
     failures = row.refresh_failures + 1
-    wait = backoff(rt, failures)
+    wait = backoff(rt.settings.refresh_retry_base, failures, rt.settings.refresh_retry_max)
     values: dict[str, Any] = dict(status="error", last_error=error, refresh_failures=failures,
                                   next_retry_at=now + timedelta(seconds=wait), updated_at=now)
     await db.execute(update(Connection).where(

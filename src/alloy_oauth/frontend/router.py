@@ -25,6 +25,7 @@ from alloy_oauth.frontend.tokens import SdkUser, verify_token
 from alloy_oauth.providers import Connector
 from alloy_oauth.runtime import Runtime
 from alloy_oauth.server.deps import RuntimeDep
+from alloy_oauth.server.routes.shapes import iso
 from alloy_oauth.store.models import Account, Connection, utcnow
 
 HERE = Path(__file__).parent
@@ -90,10 +91,6 @@ SdkUserDep = Annotated[SdkUser, Depends(_sdk_user)]
 api = APIRouter(route_class=_CorsRoute, tags=["sdk"])
 
 
-def _iso(session_time: Any) -> str | None:
-    return session_time.isoformat().replace("+00:00", "Z") if session_time else None
-
-
 def session_json(session: SdkSession) -> dict[str, Any]:
     launched = session.launched_at
     return {
@@ -105,7 +102,7 @@ def session_json(session: SdkSession) -> dict[str, Any]:
         "connectionId": session.connection_id,
         "error": ({"code": session.error, "message": session.error_description or session.error}
                   if session.status in ("failed", "cancelled") and session.error else None),
-        "expiresAt": _iso(session.expires_at),
+        "expiresAt": iso(session.expires_at),
         # Lets the SDK tell a popup the user closed from one a provider's COOP cut off.
         "launchedSecondsAgo": ((utcnow() - launched).total_seconds() if launched else None),
     }
@@ -239,11 +236,16 @@ def _redirect(rt: Runtime, url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303, headers=_headers(rt))
 
 
+@lru_cache(maxsize=len(ASSETS))
+def _asset(name: str) -> bytes:
+    return (STATIC / name).read_bytes()
+
+
 @pages.get("/connect/assets/{name}")
 async def asset(name: str) -> Response:
     if name not in ASSETS:
         raise NotFound("Not found: no such asset.")
-    return Response((STATIC / name).read_bytes(), media_type=ASSETS[name], headers={
+    return Response(_asset(name), media_type=ASSETS[name], headers={
         "Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff",
         "Cross-Origin-Resource-Policy": "same-origin"})
 
@@ -341,6 +343,11 @@ async def _manage_notice(rt: Runtime, session: SdkSession, query: dict[str, str]
     return None, None
 
 
+async def _form_fields(request: Request) -> dict[str, str]:
+    """A hosted page's posted form, text fields only."""
+    return {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+
+
 @pages.get("/connect/connections")
 async def connections_page(request: Request, rt: RuntimeDep, token: str = "") -> Response:
     """"My connections" for the user of the JWT that opened it: Disconnect and Reconnect."""
@@ -368,7 +375,7 @@ async def connections_page(request: Request, rt: RuntimeDep, token: str = "") ->
 
 @pages.post("/connect/connections")
 async def connections_action(request: Request, rt: RuntimeDep) -> Response:
-    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    form = await _form_fields(request)
     token = form.get("token", "")
     try:
         session = await sessions.by_token(rt, token, kind="manage")
@@ -448,7 +455,7 @@ async def connect_page(connector_id: str, rt: RuntimeDep, token: str = "") -> Re
 
 @pages.post("/connect/{connector_id}")
 async def connect_action(connector_id: str, request: Request, rt: RuntimeDep) -> Response:
-    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    form = await _form_fields(request)
     token = form.get("token", "")
     try:
         session, connector = await _connect_session(rt, connector_id, token)

@@ -325,6 +325,12 @@ class Launch:
     session: SdkSession
 
 
+def _principal(session: SdkSession) -> Principal:
+    """The session's user, acting through the flows an API key would start."""
+    return Principal(account_id=session.account_id, key_id="sdk",
+                     default_user_id=session.user_id)
+
+
 async def launch(rt: Runtime, session: SdkSession, form: dict[str, str]) -> Launch:
     """The user pressed Continue: start the ordinary flow for the session's user."""
     if session.status not in OPEN:
@@ -342,8 +348,7 @@ async def launch(rt: Runtime, session: SdkSession, form: dict[str, str]) -> Laun
                  data=inputs, expires_at=now + timedelta(seconds=rt.settings.flow_ttl)))
     if claimed.rowcount != 1:  # type: ignore[attr-defined]
         return Launch(None, await _expire_if_due(rt, await _reread(rt, session.id)))
-    who = Principal(account_id=session.account_id, key_id="sdk",
-                    default_user_id=session.user_id)
+    who = _principal(session)
     try:
         started = await flows.initiate(rt, who, connector.id, flows.InitiateRequest(
             credential_type="oauth2", redirect_uri=result_url(rt), user_id=session.user_id,
@@ -390,8 +395,7 @@ async def finish(rt: Runtime, params: dict[str, str]) -> SdkSession:
     if session.status != "launched" and (session.status == "succeeded" or not code):
         return session  # a reload of a finished page
     assert session.connector_id is not None
-    who = Principal(account_id=session.account_id, key_id="sdk",
-                    default_user_id=session.user_id)
+    who = _principal(session)
     try:
         made = await flows.exchange(rt, who, session.connector_id, code, state)
     except InvalidGrant as exc:
@@ -460,7 +464,11 @@ async def user_connections(rt: Runtime, session: SdkSession) -> list[Connection]
 
 
 async def _own_connection(rt: Runtime, session: SdkSession, connection_id: str) -> Connection:
-    conn = await connections.get(rt, session.account_id, connection_id)
+    """The session user's connection; any other (or none) is a not-found page."""
+    try:
+        conn = await connections.get(rt, session.account_id, connection_id)
+    except NotFound:
+        raise connections_not_found() from None
     if conn.user_id != session.user_id:
         raise connections_not_found()
     return conn
@@ -472,10 +480,10 @@ def connections_not_found() -> PageError:
 
 
 async def disconnect(rt: Runtime, session: SdkSession, connection_id: str) -> Connection:
+    conn = await _own_connection(rt, session, connection_id)
     try:
-        conn = await _own_connection(rt, session, connection_id)
         await connections.delete(rt, session.account_id, conn.id)
-    except NotFound:
+    except NotFound:  # removed meanwhile
         raise connections_not_found() from None
     return conn
 
@@ -483,10 +491,7 @@ async def disconnect(rt: Runtime, session: SdkSession, connection_id: str) -> Co
 async def start_reconnect(rt: Runtime, session: SdkSession, token: str,
                           connection_id: str) -> NewSession:
     """A connect session, returning to this page, whose success renews `connection_id`."""
-    try:
-        conn = await _own_connection(rt, session, connection_id)
-    except NotFound:
-        raise connections_not_found() from None
+    conn = await _own_connection(rt, session, connection_id)
     connector = rt.catalog.get(conn.connector_id)
     if connector is None or not can_reconnect(rt, conn, connector):
         raise PageError("This connection cannot be renewed here",

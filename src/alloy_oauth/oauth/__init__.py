@@ -211,12 +211,12 @@ async def _token_request(connector: Connector, creds: ClientCredentials, call: s
     return dict(token)
 
 
-
 def _transport_error(exc: httpx2.HTTPError, endpoint: str) -> ProviderError:
     """A provider endpoint that timed out or could not be reached, named for the message."""
     if isinstance(exc, httpx2.TimeoutException):
         return ProviderError("timeout", f"{endpoint} did not answer in time")
     return ProviderError("unreachable", f"cannot reach {endpoint} ({type(exc).__name__})")
+
 
 def _error_from_body(connector: Connector,
                      response: httpx2.Response) -> tuple[str | None, str | None]:

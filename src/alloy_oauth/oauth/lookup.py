@@ -10,7 +10,6 @@ the value, and the flow then stores no connection.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,12 +17,10 @@ from urllib.parse import urlsplit
 import httpx2
 
 from alloy_oauth.oauth import ProviderError
-from alloy_oauth.providers import Connector, lookup_value, url_allowed
+from alloy_oauth.providers import URL_SAFE, VARIABLE, Connector, lookup_value, url_allowed
 
 _MAX_VALUE = 500
 _MAX_ANSWER = 1 << 20
-_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_URL_SAFE = re.compile(r"[A-Za-z0-9._~-]+")
 
 
 def _request_auth(connector: Connector, scheme: str | None,
@@ -42,7 +39,7 @@ def _request_auth(connector: Connector, scheme: str | None,
 def _static_headers(connector: Connector, data: Mapping[str, Any]) -> dict[str, str]:
     """api_headers whose values are known before the lookup (Notion-Version, inputs)."""
     return {k: connector.render(v, dict(data)) for k, v in connector.api_headers.items()
-            if all(n in data for n in _VARIABLE.findall(v))}
+            if all(n in data for n in VARIABLE.findall(v))}
 
 
 def check_value(connector: Connector, name: str, value: Any, *,
@@ -62,7 +59,7 @@ def check_value(connector: Connector, name: str, value: Any, *,
         parts = urlsplit(text)
         if not url_allowed(parts.scheme, parts.hostname, development=allow_loopback_http):
             return "is not an https URL"
-    elif name in _VARIABLE.findall(connector.api_base_url or "") and not _URL_SAFE.fullmatch(text):
+    elif name in VARIABLE.findall(connector.api_base_url or "") and not URL_SAFE.fullmatch(text):
         return "may only contain letters, digits, '.', '-', '_' and '~' in the API base URL"
     return None
 

@@ -22,9 +22,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 CATALOG_DIR = Path(__file__).parent
-_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _LOCAL_HOSTS = {"localhost", "127.0.0.1"}
-_URL_SAFE = re.compile(r"[A-Za-z0-9._~-]+")
+URL_SAFE = re.compile(r"[A-Za-z0-9._~-]+")
 # Metadata keys the service sets itself; a catalog entry cannot take them.
 RESERVED_METADATA = frozenset({"authConfigId"})
 # Token response fields that are secrets or token bookkeeping, never connection metadata.
@@ -341,7 +341,7 @@ class Connector(BaseModel):
         """The kept value that is the whole start of api_base_url (Salesforce's instance_url)."""
         if not self.api_base_url:
             return None
-        match = _VARIABLE.match(self.api_base_url)
+        match = VARIABLE.match(self.api_base_url)
         return match.group(1) if match else None
 
     def check(self, *, development: bool) -> None:
@@ -367,42 +367,24 @@ class Connector(BaseModel):
         clash = (self.kept_names | set(self.inputs)) & RESERVED_METADATA
         if clash:
             raise ValueError(f"'{sorted(clash)[0]}' is reserved for the service's own metadata")
+        inputs = set(self.inputs)
         for scope in (*self.scopes, *self.offline_scopes):
-            for name in _VARIABLE.findall(scope):
-                if name not in self.inputs:
-                    raise ValueError(f"scope '{scope}' uses ${{{name}}}, which is not declared "
-                                     "in inputs")
+            _check_declared(f"scope '{scope}'", scope, inputs, "inputs")
         for field in ("authorize_params", "token_params", "refresh_params", "token_headers"):
             for key, value in getattr(self, field).items():
-                for name in _VARIABLE.findall(value):
-                    if name not in self.inputs:
-                        raise ValueError(f"{field}.{key} uses ${{{name}}}, which is not declared "
-                                         "in inputs")
+                _check_declared(f"{field}.{key}", value, inputs, "inputs")
         for field, url in self.urls().items():
-            allowed = set(self.inputs) | (self.kept_names if field == "api_base_url" else set())
-            for name in _VARIABLE.findall(url):
-                if name not in allowed:
-                    where = ("inputs, keep_from_token, keep_from_callback or "
-                             "connect_lookup" if field == "api_base_url" else "inputs")
-                    raise ValueError(f"{field} uses ${{{name}}}, which is not declared in {where}")
-            if field == "api_base_url" and self.api_base_variable in self.kept_names:
-                continue  # the provider names the API host; checked when the value arrives
-            parts = urlsplit(_VARIABLE.sub("x", url))
-            if not url_allowed(parts.scheme, parts.hostname, development=development):
-                raise ValueError(
-                    f"{field} must be an https URL (http://localhost only in development)"
-                )
-        self._check_api_headers()
+            if field == "api_base_url":
+                _check_declared(field, url, inputs | self.kept_names, _ANY_SOURCE)
+                if self.api_base_variable in self.kept_names:
+                    continue  # the provider names the API host; checked when the value arrives
+            else:
+                _check_declared(field, url, inputs, "inputs")
+            _check_https(field, url, development=development)
+        for key, value in self.api_headers.items():
+            _check_declared(f"api_headers.{key}", value, inputs | self.kept_names, _ANY_SOURCE)
         self._check_revocation(development=development)
         self._check_connect_lookup(development=development)
-
-    def _check_api_headers(self) -> None:
-        for key, value in self.api_headers.items():
-            for name in _VARIABLE.findall(value):
-                if name not in self.inputs and name not in self.kept_names:
-                    raise ValueError(f"api_headers.{key} uses ${{{name}}}, which is not declared "
-                                     "in inputs, keep_from_token, keep_from_callback or "
-                                     "connect_lookup")
 
     def _check_connect_lookup(self, *, development: bool) -> None:
         lookup = self.connect_lookup
@@ -427,18 +409,12 @@ class Connector(BaseModel):
                                                      "token_headers")
                      for k, v in getattr(self, field).items()}}
         for where, text in before.items():
-            used = set(_VARIABLE.findall(text or "")) & names
+            used = set(VARIABLE.findall(text or "")) & names
             if used:
                 raise ValueError(f"{where} uses ${{{sorted(used)[0]}}}, which connect_lookup "
                                  "fills only after the code exchange")
-        for name in _VARIABLE.findall(lookup.url):
-            if name not in self.inputs:
-                raise ValueError(f"connect_lookup.url uses ${{{name}}}, which is not declared "
-                                 "in inputs")
-        parts = urlsplit(_VARIABLE.sub("x", lookup.url))
-        if not url_allowed(parts.scheme, parts.hostname, development=development):
-            raise ValueError("connect_lookup.url must be an https URL (http://localhost only in "
-                             "development)")
+        _check_declared("connect_lookup.url", lookup.url, set(self.inputs), "inputs")
+        _check_https("connect_lookup.url", lookup.url, development=development)
 
     def _check_revocation(self, *, development: bool) -> None:
         rev = self.revocation
@@ -454,16 +430,10 @@ class Connector(BaseModel):
         if clash:
             raise ValueError(f"'{sorted(clash)[0]}' is a variable of revocation.url; an input "
                              "or kept value cannot take that name")
-        allowed = set(self.inputs) | self.kept_names | REVOCATION_VARIABLES
-        for name in _VARIABLE.findall(rev.url):
-            if name not in allowed:
-                raise ValueError(f"revocation.url uses ${{{name}}}, which is not declared in "
-                                 "inputs, keep_from_token, keep_from_callback or connect_lookup "
-                                 "(nor is it ${client_id} or ${token})")
-        parts = urlsplit(_VARIABLE.sub("x", rev.url))
-        if not url_allowed(parts.scheme, parts.hostname, development=development):
-            raise ValueError("revocation.url must be an https URL (http://localhost only in "
-                             "development)")
+        _check_declared("revocation.url", rev.url,
+                        set(self.inputs) | self.kept_names | REVOCATION_VARIABLES,
+                        _ANY_SOURCE + " (nor is it ${client_id} or ${token})")
+        _check_https("revocation.url", rev.url, development=development)
 
     @property
     def revocable(self) -> bool:
@@ -474,7 +444,7 @@ class Connector(BaseModel):
     def url_inputs(self) -> set[str]:
         """Inputs that become part of a URL the service calls (and sends secrets to)."""
         urls = [*self.urls().values(), *([self.revocation.url] if self.revocation else [])]
-        return {n for url in urls for n in _VARIABLE.findall(url) if n in self.inputs}
+        return {n for url in urls for n in VARIABLE.findall(url) if n in self.inputs}
 
     def input_problem(self, name: str, value: str) -> str | None:
         """Why a value cannot be used for an input, beyond its pattern, or None.
@@ -482,12 +452,12 @@ class Connector(BaseModel):
         A value that lands in a URL may only hold host-name and path-segment characters, so no
         input can move a token request (and the client secret) to another host or path.
         """
-        if name in self.url_inputs and not _URL_SAFE.fullmatch(value):
+        if name in self.url_inputs and not URL_SAFE.fullmatch(value):
             return "it may only contain letters, digits, '.', '-', '_' and '~'"
         return None
 
     def render(self, url: str, data: dict[str, Any]) -> str:
-        return _VARIABLE.sub(lambda m: str(data[m.group(1)]), url)
+        return VARIABLE.sub(lambda m: str(data[m.group(1)]), url)
 
     def render_params(self, params: dict[str, str], data: dict[str, Any]) -> dict[str, str]:
         """Extra request parameters with the connection's inputs filled in."""
@@ -500,7 +470,7 @@ class Connector(BaseModel):
         """
         headers: dict[str, str] = {}
         for key, value in self.api_headers.items():
-            missing = [n for n in _VARIABLE.findall(value) if n not in metadata]
+            missing = [n for n in VARIABLE.findall(value) if n not in metadata]
             if missing:
                 raise ValueError(f"the connection has no '{missing[0]}' for the {key} header")
             rendered = self.render(value, dict(metadata))
@@ -514,10 +484,28 @@ class Connector(BaseModel):
         """api_base_url with a connection's inputs and kept values filled in."""
         if not self.api_base_url:
             raise ValueError(f"connector '{self.id}' declares no api_base_url")
-        missing = [n for n in _VARIABLE.findall(self.api_base_url) if n not in metadata]
+        missing = [n for n in VARIABLE.findall(self.api_base_url) if n not in metadata]
         if missing:
             raise ValueError(f"the connection has no '{missing[0]}' for the API base URL")
         return self.render(self.api_base_url, metadata).rstrip("/")
+
+
+# Where a `${name}` used after the connect may come from.
+_ANY_SOURCE = "inputs, keep_from_token, keep_from_callback or connect_lookup"
+
+
+def _check_declared(where: str, text: str, allowed: set[str], declared_in: str) -> None:
+    """Raise ValueError naming the first `${name}` in `text` that is not in `allowed`."""
+    for name in VARIABLE.findall(text):
+        if name not in allowed:
+            raise ValueError(f"{where} uses ${{{name}}}, which is not declared in {declared_in}")
+
+
+def _check_https(where: str, url: str, *, development: bool) -> None:
+    """Raise ValueError unless `url` (variables filled with a placeholder) may be called."""
+    parts = urlsplit(VARIABLE.sub("x", url))
+    if not url_allowed(parts.scheme, parts.hostname, development=development):
+        raise ValueError(f"{where} must be an https URL (http://localhost only in development)")
 
 
 def url_allowed(scheme: str, host: str | None, *, development: bool) -> bool:

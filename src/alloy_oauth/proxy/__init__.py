@@ -19,7 +19,6 @@ import asyncio
 import email.utils
 import json
 import logging
-import random
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,6 +27,7 @@ from urllib.parse import unquote, unquote_plus, urlencode, urlsplit
 import httpx2
 
 from alloy_oauth import connections
+from alloy_oauth.backoff import backoff
 from alloy_oauth.errors import BadRequest, NotFound, ProviderFailure, ServiceError
 from alloy_oauth.oauth.apply import api_request_auth
 from alloy_oauth.providers import Connector
@@ -297,7 +297,7 @@ async def send(rt: Runtime, conn: Connection, *, method: str, raw_path: str, raw
         except httpx2.TransportError as exc:
             if replayable and method in IDEMPOTENT and retries < rt.settings.proxy_retries:
                 retries += 1
-                await asyncio.sleep(_backoff(retries))
+                await asyncio.sleep(backoff(BACKOFF_BASE, retries))
                 continue
             raise _transport_failure(exc) from None
         if response.status_code == 401 and not refreshed and replayable and _can_refresh(tgt.conn):
@@ -318,18 +318,13 @@ async def send(rt: Runtime, conn: Connection, *, method: str, raw_path: str, raw
                 and retries < rt.settings.proxy_retries):
             wait = retry_after(response)
             if wait is None:
-                wait = _backoff(retries + 1)
+                wait = backoff(BACKOFF_BASE, retries + 1)
             if wait <= rt.settings.proxy_max_retry_after:
                 await response.aclose()
                 retries += 1
                 await asyncio.sleep(wait)
                 continue
         return Upstream(response, tgt.secrets, attempts)
-
-
-def _backoff(retry: int) -> float:
-    delay = BACKOFF_BASE * 2.0 ** (retry - 1)
-    return delay / 2 + random.uniform(0, delay / 2)
 
 
 def _transport_failure(exc: httpx2.TransportError) -> ProviderFailure:

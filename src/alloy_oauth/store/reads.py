@@ -102,8 +102,10 @@ async def _json_codecs(conn: asyncpg.Connection) -> None:
                                   schema="pg_catalog")
 
 
-# What a dropped connection raises (a database restart, a network cut).
-_DROPPED = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError)
+# What a dropped connection raises (a database restart, a network cut). InternalClientError:
+# the server's notice that it ended the session can arrive just as a read starts on it.
+_DROPPED = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+            asyncpg.InternalClientError, OSError)
 
 
 class _PgConnections:
@@ -140,14 +142,18 @@ class _PgConnections:
         raise AssertionError("unreachable")
 
     async def _acquire(self) -> asyncpg.Connection:
+        conn: asyncpg.Connection
         if self._closed:
             raise asyncpg.InterfaceError("the reader is closed")
-        if self._idle:
-            return self._idle.pop()
+        while self._idle:
+            conn = self._idle.pop()
+            if not conn.is_closed():
+                return conn
+            self._discard(conn)  # ended while idle
         if self._opened < self._size:
             self._opened += 1
             try:
-                conn: asyncpg.Connection = await asyncpg.connect(self._dsn)
+                conn = await asyncpg.connect(self._dsn)
                 await _json_codecs(conn)
             except BaseException:
                 self._opened -= 1
@@ -197,7 +203,9 @@ class _PgConnections:
         await asyncio.gather(*(conn.close() for conn in idle), return_exceptions=True)
 
 
-def _sqlite_file(engine: AsyncEngine) -> str | None:
+def sqlite_file(engine: AsyncEngine) -> str | None:
+    """The path of the engine's SQLite database file; None for another database, an
+    in-memory one or a `file:` URI."""
     url = engine.url
     database = url.database
     if url.get_backend_name() != "sqlite" or not database or database == ":memory:" \
@@ -212,7 +220,7 @@ class Reader:
     `bindparam()` for the values: constructing a statement costs more than running it."""
 
     def __init__(self, engine: AsyncEngine) -> None:
-        self._file = _sqlite_file(engine)
+        self._file = sqlite_file(engine)
         self._async = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._dialect = engine.dialect
         self._pg = (_PgConnections(engine.url.set(drivername="postgresql").render_as_string(

@@ -63,14 +63,18 @@ class RecordedRequest:
     @property
     def basic_auth(self) -> tuple[str, str] | None:
         """(client_id, client_secret) from an HTTP Basic Authorization header, if any."""
-        value = self.headers.get("authorization", "")
-        if not value.lower().startswith("basic "):
-            return None
-        try:
-            user, _, password = base64.b64decode(value[6:]).decode().partition(":")
-        except ValueError:
-            return None
-        return unquote(user), unquote(password)
+        return _basic_credentials(self.headers.get("authorization", ""))
+
+
+def _basic_credentials(authorization: str) -> tuple[str, str] | None:
+    """(user, password) of an HTTP Basic Authorization header value, or None."""
+    if not authorization.lower().startswith("basic "):
+        return None
+    try:
+        user, _, password = base64.b64decode(authorization[6:]).decode().partition(":")
+    except ValueError:
+        return None
+    return unquote(user), unquote(password)
 
 
 class EmulatorError(Exception):
@@ -259,7 +263,11 @@ class ProviderEmulator:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() not in {s.lower() for s in (schemes or ("Bearer",))}:
             return None
-        issued = self.access_tokens.get(token.strip())
+        return self.live_grant(token.strip())
+
+    def live_grant(self, access_token: str) -> Grant | None:
+        """The grant behind an issued access token that has not expired, or None."""
+        issued = self.access_tokens.get(access_token)
         if issued is None or (issued.expires_at is not None and issued.expires_at < time.time()):
             return None
         return issued.grant
@@ -286,8 +294,7 @@ class ProviderEmulator:
         return access, refresh
 
     def _client_of(self, request: Request, params: dict[str, str]) -> tuple[str, str] | None:
-        recorded = self._record(request, params)
-        basic = recorded.basic_auth
+        basic = _basic_credentials(request.headers.get("authorization", ""))
         body = (params.get("client_id"), params.get("client_secret"))
         if self.client_auth in ("basic", "either") and basic:
             return basic

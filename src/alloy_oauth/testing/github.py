@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 from urllib.parse import urlencode
 
@@ -60,12 +59,9 @@ class GitHubEmulator(ProviderEmulator):
 
     def _new_tokens(self, grant: Grant) -> tuple[str, str | None]:
         access, refresh = super()._new_tokens(grant)
-        self.access_tokens[access].expires_at = (
-            self.access_tokens[access].expires_at if self.expiring_tokens else None)
+        if not self.expiring_tokens:
+            self.access_tokens[access].expires_at = None
         return access, refresh
-
-    def requested_scopes(self, params: dict[str, str]) -> list[str]:
-        return [s for s in params.get("scope", "").replace(",", " ").split() if s]
 
     async def read_token_params(self, request: Request) -> dict[str, str]:
         params = dict(request.query_params)
@@ -124,9 +120,7 @@ class GitHubEmulator(ProviderEmulator):
             if not token:
                 return JSONResponse({"message": "Invalid request.\n\n\"access_token\" wasn't "
                                      "supplied.", "status": "422"}, status_code=422)
-            issued = self.access_tokens.get(token)
-            if issued is None or (issued.expires_at is not None
-                                  and issued.expires_at < time.time()):
+            if self.live_grant(token) is None:
                 return JSONResponse(_NOT_FOUND, status_code=404)
             self.forget(token)
             return Response(status_code=204)

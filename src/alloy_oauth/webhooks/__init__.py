@@ -172,10 +172,15 @@ def _new_secret() -> str:
     return SECRET_PREFIX + random_token(32)
 
 
+async def find_endpoint(db: AsyncSession, account_id: str) -> WebhookEndpoint | None:
+    """The account's endpoint, read in `db`."""
+    return (await db.execute(select(WebhookEndpoint).where(
+        WebhookEndpoint.account_id == account_id))).scalar()
+
+
 async def get_endpoint(rt: Runtime, account_id: str) -> WebhookEndpoint | None:
     async with rt.sessions() as db:
-        return (await db.execute(select(WebhookEndpoint).where(
-            WebhookEndpoint.account_id == account_id))).scalar()
+        return await find_endpoint(db, account_id)
 
 
 def no_endpoint() -> NotFound:
@@ -189,8 +194,7 @@ async def put_endpoint(rt: Runtime, account_id: str, *, url: str, events: list[s
     await check_url(rt, url)
     events = check_events(events)
     async with rt.sessions.begin() as db:
-        endpoint = (await db.execute(select(WebhookEndpoint).where(
-            WebhookEndpoint.account_id == account_id))).scalar()
+        endpoint = await find_endpoint(db, account_id)
         secret: str | None = None
         if endpoint is None:
             secret = _new_secret()
@@ -207,8 +211,7 @@ async def put_endpoint(rt: Runtime, account_id: str, *, url: str, events: list[s
 
 async def rotate_secret(rt: Runtime, account_id: str) -> tuple[WebhookEndpoint, str]:
     async with rt.sessions.begin() as db:
-        endpoint = (await db.execute(select(WebhookEndpoint).where(
-            WebhookEndpoint.account_id == account_id))).scalar()
+        endpoint = await find_endpoint(db, account_id)
         if endpoint is None:
             raise no_endpoint()
         secret = _new_secret()
@@ -226,9 +229,9 @@ async def delete_endpoint(rt: Runtime, account_id: str) -> None:
 
 
 async def send_test_event(rt: Runtime, account_id: str) -> WebhookEvent:
-    if await get_endpoint(rt, account_id) is None:
-        raise no_endpoint()
     async with rt.sessions.begin() as db:
+        if await find_endpoint(db, account_id) is None:
+            raise no_endpoint()
         return add_event(db, account_id, WEBHOOK_TEST, {"message": "A test event."})
 
 

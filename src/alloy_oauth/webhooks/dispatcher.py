@@ -14,11 +14,12 @@ import httpx2
 from sqlalchemy import delete, or_, select, update
 
 from alloy_oauth import webhooks
+from alloy_oauth.backoff import backoff
 from alloy_oauth.ids import new_id
 from alloy_oauth.runtime import Runtime
 from alloy_oauth.store.models import utcnow
 from alloy_oauth.webhooks.guard import GuardedTransport, TargetRefused, url_problem
-from alloy_oauth.webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
+from alloy_oauth.webhooks.models import WebhookDelivery, WebhookEvent
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +27,6 @@ BATCH = 50
 CONCURRENCY = 8
 RETENTION = timedelta(days=30)
 RETRY_CAP = 6 * 3600.0
-
-
-def backoff(base: float, attempts: int) -> float:
-    """Seconds before the next attempt after `attempts` failures: doubling, jittered, capped."""
-    delay = min(RETRY_CAP, base * 2.0 ** max(0, attempts - 1))
-    return delay / 2 + random.uniform(0, delay / 2)
 
 
 class WebhookDispatcher:
@@ -125,8 +120,7 @@ class WebhookDispatcher:
     async def _deliver(self, event_id: str) -> None:
         async with self.rt.sessions() as db:
             evt = await db.get(WebhookEvent, event_id)
-            endpoint = (await db.execute(select(WebhookEndpoint).where(
-                WebhookEndpoint.account_id == evt.account_id))).scalar() if evt else None
+            endpoint = await webhooks.find_endpoint(db, evt.account_id) if evt else None
         if evt is None:
             return
         if (endpoint is None or not endpoint.enabled or (
@@ -181,7 +175,7 @@ class WebhookDispatcher:
                                finished_at=now)
             log.warning("webhook %s (%s) failed for good: %s", evt.id, evt.type, error)
         else:
-            wait = backoff(self.rt.settings.webhook_retry_base, attempt)
+            wait = backoff(self.rt.settings.webhook_retry_base, attempt, RETRY_CAP)
             await self._finish(evt, attempts=attempt, last_error=error,
                                next_attempt_at=now + timedelta(seconds=wait))
             log.info("webhook %s (%s) attempt %d failed (%s); retrying in %.1f s",
