@@ -374,6 +374,48 @@ async def test_the_connect_page_has_a_field_per_declared_input(
         assert [c["metadata"].get("tenant") for c in conns["connections"]] == ["acme-corp"]
 
 
+async def test_the_connect_page_skips_looked_up_inputs_and_refuses_unsafe_url_values(
+        browser: HttpBrowser, start_alloy: StartAlloy) -> None:
+    # "tenant" goes into a URL (its pattern allows '/', the URL check does not); "region" is
+    # filled by the connect lookup after the user approves, so the page does not ask for it.
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    key = new_key("t")
+    secret = encryption_box(Settings(encryption_keys=key)).derive("sandbox-client-secret")
+    entry = _tenant_connector(base)["tenant-box"]
+    entry["inputs"] = {
+        "tenant": {"title": "Workspace", "pattern": "[a-z0-9/-]{2,30}", "example": "acme"},
+        "region": {"title": "Region", "pattern": "[a-z]+", "example": "eu"}}
+    entry["connect_lookup"] = {"url": f"{base}/sandbox/api/me", "keep": {"region": "username"}}
+    env = {"ALLOY_CONNECTOR_TENANT_BOX_CLIENT_ID": "alloy-sandbox",
+           "ALLOY_CONNECTOR_TENANT_BOX_CLIENT_SECRET": secret}
+    with start_alloy(providers={"tenant-box": entry}, connector_env=env, public_url=base,
+                     encryption_keys=key) as alloy:
+        user_id, token = await new_user(alloy)
+        created = await new_session(alloy, token, connectorId="tenant-box")
+        page = await browser.goto(created["url"], stop_at=NEVER)
+        assert isinstance(page, httpx2.Response)
+        assert 'for="in-tenant"' in page.text and 'for="in-region"' not in page.text
+        refused = await browser.submit_form(
+            page, fields={"action": "continue", "tenant": "acme/evil"}, stop_at=NEVER)
+        assert isinstance(refused, httpx2.Response) and refused.status_code == 400
+        assert "Workspace cannot be used: it may only contain" in refused.text
+        assert alloy.rows("oauth_flows") == 0
+        at_provider = await browser.submit_form(
+            refused, fields={"action": "continue", "tenant": "acme"},
+            stop_at=f"{base}/sandbox/oauth/authorize")
+        assert isinstance(at_provider, httpx2.URL)
+        end = await browser.goto(at_provider, stop_at=NEVER)
+        assert isinstance(end, httpx2.Response)
+        done = await browser.submit_form(end, fields={"username": "alice", "decision": "allow"},
+                                         stop_at=NEVER)
+        assert isinstance(done, httpx2.Response) and "Connected" in done.text
+        async with alloy.api() as api:
+            conns = (await api.get("/connections", params={"userId": user_id})).json()
+        assert [(c["metadata"].get("tenant"), c["metadata"].get("region"))
+                for c in conns["connections"]] == [("acme", "alice")]
+
+
 async def test_the_result_page_posts_the_outcome_to_the_opener_origin_only(
         browser: HttpBrowser, start_alloy: StartAlloy) -> None:
     with start_alloy() as alloy:

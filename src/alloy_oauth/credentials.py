@@ -34,8 +34,7 @@ def input_schema(connector: Connector, kind: str, *,
     """JSON Schema of `data` for one credential type of a connector."""
     # An input the OAuth flow looks up itself after connecting (Mailchimp's dc) is asked for
     # only by the other credential types.
-    inputs = {name: spec for name, spec in connector.inputs.items()
-              if not (kind == "oauth2" and name in connector.lookup_names)}
+    inputs = connector.oauth_inputs if kind == "oauth2" else connector.inputs
     properties: dict[str, Any] = {
         name: {"type": "string", "title": spec.title, "pattern": spec.pattern,
                "examples": [spec.example]}

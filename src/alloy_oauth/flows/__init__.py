@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -126,17 +125,15 @@ def check_redirect_uri(rt: Runtime, account: Account, uri: str | None) -> str:
 
 
 def check_inputs(connector: Connector, data: dict[str, Any], *,
-                 filled_later: Collection[str] = ()) -> dict[str, str]:
+                 oauth: bool = False) -> dict[str, str]:
     """Validate the connector's declared per-connection inputs; names the first bad one.
 
-    Inputs in `filled_later` are not asked for (an OAuth flow's connect lookup fills them).
+    With `oauth`, those the connect lookup fills are not asked for (`Connector.oauth_inputs`).
     """
     if not isinstance(data, dict):
         raise BadRequest("data must be a JSON object.", code="invalid_input")
     clean: dict[str, str] = {}
-    for name, spec in connector.inputs.items():
-        if name in filled_later:
-            continue
+    for name, spec in (connector.oauth_inputs if oauth else connector.inputs).items():
         value = data.get(name)
         if value is None or value == "":
             if spec.required:
@@ -194,7 +191,7 @@ async def initiate(rt: Runtime, who: Principal, connector_id: str,
             code="connector_not_configured")
     scopes = (_check_scopes(req.scopes) or (list(auth_config.scopes) if auth_config else [])
               or rt.default_scopes(connector))
-    data = check_inputs(connector, req.data, filled_later=connector.lookup_names)
+    data = check_inputs(connector, req.data, oauth=True)
     if auth_config is not None:
         data[AUTH_CONFIG_KEY] = auth_config.id
     if req.state is not None and (not isinstance(req.state, str) or not req.state

@@ -398,7 +398,7 @@ def _fields(connector: Connector, values: dict[str, str],
     return [{"name": name, "title": spec.title, "example": spec.example,
              "description": spec.description, "required": spec.required,
              "value": values.get(name, ""), "error": errors.get(name)}
-            for name, spec in connector.inputs.items()]
+            for name, spec in connector.oauth_inputs.items()]
 
 
 async def _connect_form(rt: Runtime, session: SdkSession, connector: Connector, token: str, *,

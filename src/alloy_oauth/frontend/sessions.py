@@ -300,10 +300,11 @@ async def by_token(rt: Runtime, token: str, *, kind: str) -> SdkSession:
 
 
 def validate_inputs(connector: Connector, form: dict[str, str]) -> dict[str, str]:
-    """The connector's declared inputs from the connect page's fields, one error per field."""
+    """The connector's inputs from the connect page's fields, one error per field (those the
+    connect lookup fills are not asked for)."""
     values: dict[str, str] = {}
     errors: dict[str, str] = {}
-    for name, spec in connector.inputs.items():
+    for name, spec in connector.oauth_inputs.items():
         value = (form.get(name) or "").strip()
         values[name] = value
         if not value:
@@ -312,6 +313,8 @@ def validate_inputs(connector: Connector, form: dict[str, str]) -> dict[str, str
             continue
         if len(value) > MAX_VALUE or not re.fullmatch(spec.pattern, value):
             errors[name] = f"{spec.title} should look like {spec.example}."
+        elif problem := connector.input_problem(name, value):
+            errors[name] = f"{spec.title} cannot be used: {problem}."
     if errors:
         raise InputErrors(errors, values)
     return {k: v for k, v in values.items() if v}

@@ -337,6 +337,11 @@ class Connector(BaseModel):
         return set(self.connect_lookup.keep) if self.connect_lookup else set()
 
     @property
+    def oauth_inputs(self) -> dict[str, InputSpec]:
+        """The inputs an OAuth flow asks the user for: all but those the connect lookup fills."""
+        return {n: spec for n, spec in self.inputs.items() if n not in self.lookup_names}
+
+    @property
     def api_base_variable(self) -> str | None:
         """The kept value that is the whole start of api_base_url (Salesforce's instance_url)."""
         if not self.api_base_url:
