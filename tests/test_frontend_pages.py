@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
 import subprocess
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from types import SimpleNamespace
@@ -325,27 +326,57 @@ async def test_a_link_for_one_connector_does_not_open_another(
         assert alloy.rows("oauth_flows") == 0
 
 
-def _tenant_connector(base: str) -> dict[str, Any]:
-    return {"tenant-box": {
+def own_sandbox() -> tuple[str, str, str]:
+    """A base URL on a free port, an encryption key, and the client secret that the sandbox
+    of a server started there with that key accepts."""
+    key = new_key("t")
+    secret = encryption_box(Settings(encryption_keys=key)).derive("sandbox-client-secret")
+    return f"http://127.0.0.1:{free_port()}", key, secret
+
+
+@contextlib.contextmanager
+def tenant_box(start_alloy: StartAlloy, *, inputs: dict[str, Any] | None = None,
+               lookup_keep: dict[str, str] | None = None) -> Iterator[tuple[Alloy, str]]:
+    """A server whose connector "tenant-box" is its own sandbox with a `${tenant}` in the
+    authorization URL; `lookup_keep` adds a connect lookup at the sandbox's /api/me."""
+    base, key, secret = own_sandbox()
+    entry: dict[str, Any] = {
         "name": "Tenant Box",
         "authorization_url": f"{base}/sandbox/oauth/authorize?tenant=${{tenant}}",
         "token_url": f"{base}/sandbox/oauth/token",
         "scopes": ["profile"],
-        "inputs": {"tenant": {"title": "Workspace", "pattern": "[a-z0-9-]{2,30}",
-                              "example": "acme", "description": "The name in your URL."}},
-    }}
+        "inputs": inputs or {"tenant": {"title": "Workspace", "pattern": "[a-z0-9-]{2,30}",
+                                        "example": "acme",
+                                        "description": "The name in your URL."}},
+    }
+    if lookup_keep:
+        entry["connect_lookup"] = {"url": f"{base}/sandbox/api/me", "keep": lookup_keep}
+    env = {"ALLOY_CONNECTOR_TENANT_BOX_CLIENT_ID": "alloy-sandbox",
+           "ALLOY_CONNECTOR_TENANT_BOX_CLIENT_SECRET": secret}
+    with start_alloy(providers={"tenant-box": entry}, connector_env=env, public_url=base,
+                     encryption_keys=key) as alloy:
+        yield alloy, base
+
+
+async def approve_at_sandbox(browser: HttpBrowser, at_provider: httpx2.URL | httpx2.Response,
+                             ) -> None:
+    assert isinstance(at_provider, httpx2.URL)
+    end = await browser.goto(at_provider, stop_at=NEVER)
+    assert isinstance(end, httpx2.Response)
+    done = await browser.submit_form(end, fields={"username": "alice", "decision": "allow"},
+                                     stop_at=NEVER)
+    assert isinstance(done, httpx2.Response) and "Connected" in done.text
+
+
+async def connection_metadata(alloy: Alloy, user_id: str) -> list[dict[str, Any]]:
+    async with alloy.api() as api:
+        conns = (await api.get("/connections", params={"userId": user_id})).json()
+    return [c["metadata"] for c in conns["connections"]]
 
 
 async def test_the_connect_page_has_a_field_per_declared_input(
         browser: HttpBrowser, start_alloy: StartAlloy) -> None:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    key = new_key("t")
-    secret = encryption_box(Settings(encryption_keys=key)).derive("sandbox-client-secret")
-    env = {"ALLOY_CONNECTOR_TENANT_BOX_CLIENT_ID": "alloy-sandbox",
-           "ALLOY_CONNECTOR_TENANT_BOX_CLIENT_SECRET": secret}
-    with start_alloy(providers=_tenant_connector(base), connector_env=env, public_url=base,
-                     encryption_keys=key) as alloy:
+    with tenant_box(start_alloy) as (alloy, base):
         user_id, token = await new_user(alloy)
         created = await new_session(alloy, token, connectorId="tenant-box",
                                     data={"tenant": "Not Valid!"})
@@ -364,33 +395,19 @@ async def test_the_connect_page_has_a_field_per_declared_input(
             stop_at=f"{base}/sandbox/oauth/authorize")
         assert isinstance(at_provider, httpx2.URL)
         assert at_provider.params["tenant"] == "acme-corp"
-        end = await browser.goto(at_provider, stop_at=NEVER)
-        assert isinstance(end, httpx2.Response)
-        done = await browser.submit_form(end, fields={"username": "alice", "decision": "allow"},
-                                         stop_at=NEVER)
-        assert isinstance(done, httpx2.Response) and "Connected" in done.text
-        async with alloy.api() as api:
-            conns = (await api.get("/connections", params={"userId": user_id})).json()
-        assert [c["metadata"].get("tenant") for c in conns["connections"]] == ["acme-corp"]
+        await approve_at_sandbox(browser, at_provider)
+        assert [m.get("tenant") for m in await connection_metadata(alloy, user_id)] == [
+            "acme-corp"]
 
 
 async def test_the_connect_page_skips_looked_up_inputs_and_refuses_unsafe_url_values(
         browser: HttpBrowser, start_alloy: StartAlloy) -> None:
     # "tenant" goes into a URL (its pattern allows '/', the URL check does not); "region" is
     # filled by the connect lookup after the user approves, so the page does not ask for it.
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    key = new_key("t")
-    secret = encryption_box(Settings(encryption_keys=key)).derive("sandbox-client-secret")
-    entry = _tenant_connector(base)["tenant-box"]
-    entry["inputs"] = {
-        "tenant": {"title": "Workspace", "pattern": "[a-z0-9/-]{2,30}", "example": "acme"},
-        "region": {"title": "Region", "pattern": "[a-z]+", "example": "eu"}}
-    entry["connect_lookup"] = {"url": f"{base}/sandbox/api/me", "keep": {"region": "username"}}
-    env = {"ALLOY_CONNECTOR_TENANT_BOX_CLIENT_ID": "alloy-sandbox",
-           "ALLOY_CONNECTOR_TENANT_BOX_CLIENT_SECRET": secret}
-    with start_alloy(providers={"tenant-box": entry}, connector_env=env, public_url=base,
-                     encryption_keys=key) as alloy:
+    inputs = {"tenant": {"title": "Workspace", "pattern": "[a-z0-9/-]{2,30}", "example": "acme"},
+              "region": {"title": "Region", "pattern": "[a-z]+", "example": "eu"}}
+    with tenant_box(start_alloy, inputs=inputs, lookup_keep={"region": "username"}) as (
+            alloy, base):
         user_id, token = await new_user(alloy)
         created = await new_session(alloy, token, connectorId="tenant-box")
         page = await browser.goto(created["url"], stop_at=NEVER)
@@ -401,19 +418,11 @@ async def test_the_connect_page_skips_looked_up_inputs_and_refuses_unsafe_url_va
         assert isinstance(refused, httpx2.Response) and refused.status_code == 400
         assert "Workspace cannot be used: it may only contain" in refused.text
         assert alloy.rows("oauth_flows") == 0
-        at_provider = await browser.submit_form(
+        await approve_at_sandbox(browser, await browser.submit_form(
             refused, fields={"action": "continue", "tenant": "acme"},
-            stop_at=f"{base}/sandbox/oauth/authorize")
-        assert isinstance(at_provider, httpx2.URL)
-        end = await browser.goto(at_provider, stop_at=NEVER)
-        assert isinstance(end, httpx2.Response)
-        done = await browser.submit_form(end, fields={"username": "alice", "decision": "allow"},
-                                         stop_at=NEVER)
-        assert isinstance(done, httpx2.Response) and "Connected" in done.text
-        async with alloy.api() as api:
-            conns = (await api.get("/connections", params={"userId": user_id})).json()
-        assert [(c["metadata"].get("tenant"), c["metadata"].get("region"))
-                for c in conns["connections"]] == [("acme", "alice")]
+            stop_at=f"{base}/sandbox/oauth/authorize"))
+        assert [(m.get("tenant"), m.get("region"))
+                for m in await connection_metadata(alloy, user_id)] == [("acme", "alice")]
 
 
 async def test_the_result_page_posts_the_outcome_to_the_opener_origin_only(
@@ -536,10 +545,7 @@ async def test_the_sdk_is_served_as_a_classic_script_and_as_a_module(
 
 async def test_a_session_can_use_the_accounts_own_oauth_app(
         browser: HttpBrowser, start_alloy: StartAlloy) -> None:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    key = new_key("t")
-    secret = encryption_box(Settings(encryption_keys=key)).derive("sandbox-client-secret")
+    base, key, secret = own_sandbox()
     providers = {"own-box": {"name": "Own Box",
                              "authorization_url": f"{base}/sandbox/oauth/authorize",
                              "token_url": f"{base}/sandbox/oauth/token"}}
